@@ -1,0 +1,112 @@
+"""One entry point: a dataset from a registry name, a built-in name or a file path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from modalign.data.builtin import load_avdigits, load_digits_views, load_mnist
+from modalign.data.dataset import MultiViewDataset
+from modalign.data.downloads import expected_sha256, sha256_file
+from modalign.data.errors import ChecksumError, DataError, MissingDataError
+from modalign.data.loaders import load_mat, load_npz
+from modalign.data.registry import REGISTRY, get_info, locate_file
+
+__all__ = ["BUILTIN", "load_dataset", "load_file", "load_registered"]
+
+#: Built-in datasets and what they need.
+BUILTIN = {
+    "digits": "scikit-learn's digits, left/right image halves (embedded, no file)",
+    "avdigits": "MNIST test images paired with FSDD recordings (needs mnist/ and fsdd/ files)",
+}
+
+
+def load_file(path: str | Path, **kwargs: Any) -> MultiViewDataset:
+    """Load a ``.mat`` or ``.npz`` file by its suffix (``kwargs`` go to the loader)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".mat":
+        return load_mat(path, **kwargs)
+    if suffix == ".npz":
+        return load_npz(path, **kwargs)
+    raise DataError(f"{path}: unsupported file type '{suffix}' (expected .mat or .npz)")
+
+
+def load_registered(
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    verify: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> MultiViewDataset:
+    """Load a registry dataset from the data directory.
+
+    With ``verify`` every file's sha256 is checked against the registry (or the checksum
+    recorded at first download) first.
+    """
+    info = get_info(name)
+    paths = [locate_file(info, f, data_dir) for f in info.files]
+    if verify:
+        for file, path in zip(info.files, paths, strict=True):
+            expected, origin = expected_sha256(file, data_dir)
+            if expected is not None and (digest := sha256_file(path)) != expected:
+                raise ChecksumError(
+                    f"{path}: sha256 mismatch for dataset '{info.name}': expected {expected} "
+                    f"({origin}), got {digest}"
+                )
+    if info.layout == "idx":
+        images, labels = load_mnist(data_dir)
+        return MultiViewDataset(
+            [images.reshape(len(images), -1) / 255.0],
+            labels.astype(np.int64),
+            names=["image"],
+            kinds=["image"],
+            shapes=[(28, 28)],
+            source=str(paths[0]),
+            dtype=dtype,
+        )
+    labels_path = paths[info.labels_file] if info.labels_file is not None else None
+    ds = load_mat(paths[0], labels_path=labels_path, view_vars=info.view_vars, dtype=dtype)
+    ds.source = f"{info.name}:{paths[0].name}"
+    return ds
+
+
+def load_dataset(
+    name_or_path: str | Path,
+    data_dir: str | Path | None = None,
+    **kwargs: Any,
+) -> MultiViewDataset:
+    """A :class:`MultiViewDataset` from a built-in name, a registry name or a file path.
+
+    Args:
+        name_or_path: ``"digits"``, ``"avdigits"``, a registry name (``modalign data list``) or
+            a path to a ``.mat`` / ``.npz`` file.
+        data_dir: where registry files are looked up (default ``$MODALIGN_DATA`` or
+            ``~/.cache/modalign``); files may lie in it or in a subfolder named after the dataset.
+        kwargs: passed on: ``split``, ``audio``, ``seed`` for avdigits; ``verify`` for registry
+            datasets; ``dtype`` for all.
+
+    Raises:
+        MissingDataError: the dataset's file is absent; the message says where it looked and
+            to run ``modalign data fetch NAME``.
+        DataError: unknown name, unreadable file or invalid content.
+    """
+    key = str(name_or_path)
+    if key.lower() == "digits":
+        return load_digits_views(**kwargs)
+    if key.lower() == "avdigits":
+        return load_avdigits(data_dir=data_dir, **kwargs)
+    if key.lower() in REGISTRY:
+        return load_registered(key.lower(), data_dir, **kwargs)
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return load_file(path, **kwargs)
+    if path.suffix.lower() in (".mat", ".npz") or path.parent != Path("."):
+        raise MissingDataError(f"{path}: no such file")
+    raise DataError(
+        f"'{key}' is neither a dataset name ({', '.join([*BUILTIN, *REGISTRY])}) nor an "
+        "existing .mat/.npz file"
+    )

@@ -1,0 +1,52 @@
+"""Optimal transport core: torch-native solvers, no learning.
+
+Every function takes and returns torch tensors on any device and in float32 or float64, and
+documents the objective it minimises and the shapes it takes.
+"""
+
+from modalign.ot.barycenter import (
+    Barycenter,
+    barycenter_objective,
+    fgw_barycenter,
+    wasserstein_barycenter,
+)
+from modalign.ot.gaussian import gaussian_w2
+from modalign.ot.gromov import (
+    fgw_objective,
+    fused_gromov_wasserstein,
+    fused_gromov_wasserstein2,
+    gromov_wasserstein,
+    gromov_wasserstein2,
+    linearized_cost,
+)
+from modalign.ot.lp import emd
+from modalign.ot.sinkhorn import round_to_marginals, sinkhorn
+from modalign.ot.structure import (
+    LowRank,
+    kernel_structure,
+    normalize_structure,
+    sq_distances,
+    sqeuclidean_lowrank,
+)
+
+__all__ = [
+    "Barycenter",
+    "LowRank",
+    "barycenter_objective",
+    "emd",
+    "fgw_barycenter",
+    "fgw_objective",
+    "fused_gromov_wasserstein",
+    "fused_gromov_wasserstein2",
+    "gaussian_w2",
+    "gromov_wasserstein",
+    "gromov_wasserstein2",
+    "kernel_structure",
+    "linearized_cost",
+    "normalize_structure",
+    "round_to_marginals",
+    "sinkhorn",
+    "sq_distances",
+    "sqeuclidean_lowrank",
+    "wasserstein_barycenter",
+]
