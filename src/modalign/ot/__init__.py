@@ -10,6 +10,7 @@ from modalign.ot.barycenter import (
     fgw_barycenter,
     wasserstein_barycenter,
 )
+from modalign.ot.entropic import round_to_marginals, sinkhorn
 from modalign.ot.gaussian import gaussian_w2
 from modalign.ot.gromov import (
     fgw_objective,
@@ -20,7 +21,6 @@ from modalign.ot.gromov import (
     linearized_cost,
 )
 from modalign.ot.lp import emd
-from modalign.ot.sinkhorn import round_to_marginals, sinkhorn
 from modalign.ot.structure import (
     LowRank,
     kernel_structure,

@@ -26,15 +26,26 @@ from dataclasses import dataclass, field
 import torch
 
 from modalign.ot._checks import ArrayLike, as_tensor, check_finite, marginal
+from modalign.ot.entropic import round_to_marginals
 from modalign.ot.gromov import (
+    LogPlan,
     _conditional_gradient,
     fgw_objective,
     linearized_cost,
     mirror_descent,
     mirror_step,
 )
-from modalign.ot.sinkhorn import round_to_marginals
-from modalign.ot.structure import LowRank, Structure, dense, sqeuclidean_lowrank, squared_matvec
+from modalign.ot.structure import (
+    LowRank,
+    Structure,
+    dense,
+    is_symmetric,
+    sqeuclidean_lowrank,
+    squared_matvec,
+)
+
+# Sweeps between two marginal checks: each check costs one more product over the plan.
+SINKHORN_CHECK_EVERY = 5
 
 
 @dataclass
@@ -111,6 +122,7 @@ def fgw_barycenter(
     max_iter: int = 10,
     inner_iter: int = 1,
     sinkhorn_iter: int = 10,
+    sinkhorn_tol: float = 1e-3,
     tol: float = 1e-2,
     init: int | str = "largest",
     random_state: int | None = 0,
@@ -130,7 +142,8 @@ def fgw_barycenter(
         epsilon: proximal strength relative to the spread of the first linearised cost.
         max_iter: outer block-coordinate iterations; ``inner_iter``: mirror-descent steps per
             coupling update (warm-started, so a few suffice).
-        sinkhorn_iter: Sinkhorn sweeps per projection; the couplings are then projected
+        sinkhorn_iter, sinkhorn_tol: at most that many Sinkhorn sweeps per projection, fewer
+            once the L1 marginal error is below ``sinkhorn_tol``; the couplings are then projected
             exactly onto their marginals (:func:`round_to_marginals`), so a loose inner
             solve costs accuracy of the step, never feasibility.
         tol: stop when the objective's relative decrease falls below it.
@@ -178,6 +191,9 @@ def fgw_barycenter(
                     raise ValueError(
                         f"structures[{i}] has shape {tuple(c.shape)}, expected {sizes[i]}^2"
                     )
+                if not is_symmetric(c):
+                    raise ValueError(f"structures[{i}] is not symmetric: use distances or "
+                                     "kernels")
                 cs.append(c)
     lam = [1.0 / n_inputs] * n_inputs if lambdas is None else [float(v) for v in lambdas]
     if len(lam) != n_inputs or min(lam) < 0 or abs(sum(lam) - 1) > 1e-6:
@@ -187,7 +203,12 @@ def fgw_barycenter(
         for i in range(n_inputs)
     ]
 
-    k = int(max(range(n_inputs), key=lambda i: sizes[i])) if init == "largest" else int(init)
+    if init == "largest":
+        k = int(max(range(n_inputs), key=lambda i: sizes[i]))
+    elif isinstance(init, int) and not isinstance(init, bool):
+        k = init
+    else:
+        raise ValueError(f"init must be 'largest' or an input index, got {init!r}")
     if not 0 <= k < n_inputs:
         raise ValueError(f"init={init!r} does not name an input")
     n = sizes[k] if n_points is None else int(n_points)
@@ -215,7 +236,8 @@ def fgw_barycenter(
     if fast:
         return _proximal_low_rank(
             xs, cs if use_structure else None, qs, lam, p, z, c_bar, couplings, alpha,
-            epsilon=epsilon, max_iter=max_iter, sinkhorn_iter=sinkhorn_iter, tol=tol,
+            epsilon=epsilon, max_iter=max_iter, sinkhorn_iter=sinkhorn_iter,
+            sinkhorn_tol=sinkhorn_tol, tol=tol,
         )
 
     # Inputs of one size are solved together as a batch; others one at a time.
@@ -230,7 +252,7 @@ def fgw_barycenter(
     lam_g = [torch.tensor([lam[i] for i in idx], dtype=ref.dtype, device=ref.device)
              for idx in group_list]
     plans = [torch.stack([couplings[i] for i in idx]) for idx in group_list]
-    log_plans: list[torch.Tensor | None] = [None] * len(group_list)
+    log_plans: list[LogPlan | None] = [None] * len(group_list)
 
     def update(plans):
         """Closed-form features and structure for fixed couplings."""
@@ -266,7 +288,9 @@ def fgw_barycenter(
                             dense(_feature_cost(z, x)) if alpha > 0 else None, c_bar, c, p, q,
                             alpha, t, max_iter=100, tol_rel=1e-5, tol_abs=0.0,
                         )[0]
-                        for t, x, c, q in zip(tg, xg, _unstack(cg), qg)
+                        for t, x, c, q in zip(
+                            tg, xg, _unstack(cg) if cg is not None else [None] * len(tg), qg
+                        )
                     ])
                     for tg, xg, cg, qg in zip(plans, x_g, c_g, q_g)
                 ]
@@ -280,7 +304,7 @@ def fgw_barycenter(
                     tg, log_plans[gi], _ = mirror_descent(
                         cost, c_bar, cg, p, qg, alpha, tg, eps_abs,
                         max_iter=inner_iter, tol=0.0, sinkhorn_iter=sinkhorn_iter,
-                        sinkhorn_tol=1e-4, sinkhorn_inner=sinkhorn_iter,
+                        sinkhorn_tol=sinkhorn_tol, sinkhorn_inner=SINKHORN_CHECK_EVERY,
                         log_plan=log_plans[gi],
                     )
                     new_plans.append(tg)
@@ -312,7 +336,7 @@ def _unstack(c: Structure | None) -> list:
 
 
 def _proximal_low_rank(xs, cs, qs, lam, p, z, c_bar, couplings, alpha, *,
-                       epsilon, max_iter, sinkhorn_iter, tol) -> Barycenter:
+                       epsilon, max_iter, sinkhorn_iter, sinkhorn_tol, tol) -> Barycenter:
     """The default solver when every input has the same size and a factored structure.
 
     All M couplings form one (M, n, n_m) batch, and one product ``P = T [X | A | B]`` per
@@ -332,30 +356,34 @@ def _proximal_low_rank(xs, cs, qs, lam, p, z, c_bar, couplings, alpha, *,
         c_in = LowRank(a, b)
     else:
         w, r, c_in = x, 0, None
+    # The columns of [X | A | B] are far from independent (squared-distance factors repeat
+    # X), so products with the plans go through an orthonormal basis of their span.
+    basis, coeff = _column_basis(w)
     plan = torch.stack(couplings)
-    log_plan = plan.clamp_min(0).log()
+    log_plan = _initial_log_plan(couplings, p, q)
     log_p, log_q = p.log(), q.log()
     inv_p = (1 / p)[:, None]
     prod_b = plan @ b if cs is not None else None
+    input_quad = (squared_matvec(c_in, q) * q).sum(-1) if cs is not None else None
 
     def gradient():
         # alpha * M(z, X_m) + 2 (1-alpha)(- 2 C_bar T C_m^T), dropping row/column constants.
-        lefts, rights = [(-2 * alpha) * z.expand(len(xs), -1, -1)], [x]
+        # The right factors [X_m | A_m] are the first d + r columns of W = basis @ coeff.
+        lefts = [(-2 * alpha) * z.expand(len(xs), -1, -1)]
         if cs is not None:
             core = c_bar.right.transpose(-1, -2) @ prod_b
             lefts.append(-4 * (1 - alpha) * (c_bar.left @ core))
-            rights.append(a)
-        return LowRank(torch.cat(lefts, -1), torch.cat(rights, -1))
+        return LowRank(torch.cat(lefts, -1) @ coeff[..., : d + r].transpose(-1, -2), basis)
 
     def update_and_objective(plan):
-        prod = plan @ w
+        prod = (plan @ basis) @ coeff
         px, pa, pb = prod[..., :d], prod[..., d:d + r], prod[..., d + r:]
         z_new = (lam_t[:, None, None] * px).sum(0) * inv_p
         c_new = None
-        rows, cols = plan.sum(-1), plan.sum(-2)
+        cols = q  # exact: the plans were projected onto their marginals
         value = 0.0
         if alpha > 0:
-            feat = (rows * (z_new * z_new).sum(-1)).sum(-1) + (cols * (x * x).sum(-1)).sum(-1)
+            feat = (p * (z_new * z_new).sum(-1)).sum(-1) + (cols * (x * x).sum(-1)).sum(-1)
             feat = feat - 2 * (z_new * px).sum((-1, -2))
             value = value + alpha * feat
         if cs is not None:
@@ -363,8 +391,8 @@ def _proximal_low_rank(xs, cs, qs, lam, p, z, c_bar, couplings, alpha, *,
                 (lam_t[:, None, None] * pa * inv_p).transpose(0, 1).reshape(len(p), -1),
                 (pb * inv_p).transpose(0, 1).reshape(len(p), -1),
             )
-            quad = (squared_matvec(c_new, rows) * rows).sum(-1)
-            quad = quad + (squared_matvec(c_in, cols) * cols).sum(-1)
+            quad = (squared_matvec(c_new, p) * p).sum(-1)  # rows sum to p in every plan
+            quad = quad + input_quad
             cross = ((c_new.right.transpose(-1, -2) @ pb)
                      * (c_new.left.transpose(-1, -2) @ pa)).sum((-1, -2))
             value = value + (1 - alpha) * (quad - 2 * cross)
@@ -381,18 +409,41 @@ def _proximal_low_rank(xs, cs, qs, lam, p, z, c_bar, couplings, alpha, *,
                 ))
                 eps_abs = epsilon * float((spread.amax((-1, -2)) - spread.amin((-1, -2))).max())
                 del spread
-            plan, log_plan, _ = mirror_step(
-                log_plan, grad, max(eps_abs, 1e-30), log_p, log_q,
-                sinkhorn_iter=sinkhorn_iter, sinkhorn_tol=1e-4, sinkhorn_inner=sinkhorn_iter,
+            # The previous step's column correction is a good first guess for this one.
+            plan, log_plan = mirror_step(
+                log_plan, grad, max(eps_abs, 1e-30), log_p, log_q, log_plan.g.clone(),
+                sinkhorn_iter=sinkhorn_iter, sinkhorn_tol=sinkhorn_tol,
+                sinkhorn_inner=SINKHORN_CHECK_EVERY,
+                # A few sweeps leave a marginal error; the exact projection onto the
+                # constraints keeps every logged objective that of feasible couplings.
+                exact_marginals=True,
             )
             z, c_bar, prod_b, value = update_and_objective(plan)
             history.append(value)
             if len(history) > 1 and history[-2] - history[-1] <= tol * abs(history[-2]):
                 break
-        # Project the couplings exactly onto their marginals, then recompute the barycenter.
-        plan = round_to_marginals(plan, p.expand_as(plan[..., 0]), q)
-        z, c_bar, _, history[-1] = update_and_objective(plan)
     return Barycenter(z, c_bar, list(plan.unbind(0)), history)
+
+
+def _initial_log_plan(couplings, p, q) -> LogPlan:
+    """Log of the starting couplings (products ``p q^T``, or ``diag(p)`` for the input the
+    barycenter was copied from), written down instead of taking logs of n x m matrices."""
+    kernel = torch.zeros(len(couplings), len(p), q.shape[-1], dtype=p.dtype, device=p.device)
+    f = p.log().expand(len(couplings), -1).clone()
+    g = q.log().clone()
+    for i, t in enumerate(couplings):
+        if t.shape[0] == t.shape[1] and bool((t.diagonal() == p).all()):
+            kernel[i].fill_(float("-inf")).diagonal().zero_()
+            g[i].zero_()
+    return LogPlan(kernel, f, g)
+
+
+def _column_basis(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``w = basis @ coeff`` with ``basis`` (..., m, k) orthonormal and k the numerical rank."""
+    u, sv, vh = torch.linalg.svd(w, full_matrices=False)
+    rtol = 1e-6 if w.dtype == torch.float32 else 1e-12
+    k = max(1, int((sv > rtol * sv[..., :1]).sum(-1).max()))
+    return u[..., :k].contiguous(), sv[..., :k, None] * vh[..., :k, :]
 
 
 def barycenter_objective(

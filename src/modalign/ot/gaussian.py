@@ -30,6 +30,11 @@ def gaussian_w2(
     if mu1.shape != mu2.shape:
         raise ValueError(f"means have shapes {tuple(mu1.shape)} and {tuple(mu2.shape)}")
     if diagonal is None:
+        if cov1.shape == mu1.shape and mu1.dim() >= 2 and mu1.shape[-2] == mu1.shape[-1]:
+            raise ValueError(
+                f"covariances of shape {tuple(cov1.shape)} could be standard deviations or "
+                "square covariances: pass diagonal=True or diagonal=False"
+            )
         diagonal = cov1.shape == mu1.shape
     mean_term = ((mu1 - mu2) ** 2).sum(-1)
     if diagonal:

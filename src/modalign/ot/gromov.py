@@ -16,11 +16,13 @@ Structures must be symmetric (distances, kernels).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from modalign.ot._checks import ArrayLike, as_tensor, check_finite, float_tol, marginal
+from modalign.ot.entropic import round_to_marginals, sinkhorn_potentials
 from modalign.ot.lp import emd
-from modalign.ot.sinkhorn import round_to_marginals, sinkhorn_potentials
 from modalign.ot.structure import LowRank, Structure, dense, is_symmetric, sandwich, squared_matvec
 
 SOLVERS = ("exact", "entropic", "proximal")
@@ -138,6 +140,8 @@ def _prepare(cost, c1, c2, p, q, alpha, like_name: str):
         return x
 
     cost, c1, c2 = conv(cost, "M"), conv(c1, "C1"), conv(c2, "C2")
+    if alpha > 0 and cost is None:
+        raise ValueError(f"a feature cost M is needed when alpha > 0 (alpha={alpha})")
     if alpha < 1:
         if c1 is None or c2 is None:
             raise ValueError("structures C1 and C2 are needed when alpha < 1")
@@ -150,8 +154,6 @@ def _prepare(cost, c1, c2, p, q, alpha, like_name: str):
         if cost is not None and alpha > 0 and tuple(cost.shape[-2:]) != (n, m):
             raise ValueError(f"M has shape {tuple(cost.shape)}, expected (..., {n}, {m})")
     else:
-        if cost is None:
-            raise ValueError("a feature cost M is needed when alpha > 0")
         n, m = cost.shape[-2:]
     like = (c1 if c1 is not None else cost)
     like = like.left if isinstance(like, LowRank) else like
@@ -178,15 +180,23 @@ def _line_search(cost, c1, c2, plan, direction, alpha, s_plan):
         f1, f2 = squared_matvec(c1, p), squared_matvec(c2, q)
         lin = lin + (1 - alpha) * (2 * (f1 * dp).sum() + 2 * (f2 * dq).sum()
                                    - 4 * (s_plan * direction).sum())
-        quad = -2 * (1 - alpha) * (s_dir * direction).sum()
+        # The marginal terms are quadratic too when a marginal may move (semi-relaxed GW).
+        quad = (1 - alpha) * ((squared_matvec(c1, dp) * dp).sum()
+                              + (squared_matvec(c2, dq) * dq).sum()
+                              - 2 * (s_dir * direction).sum())
     a, b = float(quad), float(lin)
     if a > 0:  # convex along the segment: clipped vertex of the parabola
         return min(1.0, max(0.0, -b / (2 * a))), s_dir
     return (1.0 if a + b < 0 else 0.0), s_dir
 
 
-def _conditional_gradient(cost, c1, c2, p, q, alpha, plan, max_iter, tol_rel, tol_abs):
-    """Frank-Wolfe with exact line search; each linear step is an exact OT (network simplex)."""
+def _conditional_gradient(cost, c1, c2, p, q, alpha, plan, max_iter, tol_rel, tol_abs,
+                          relaxed: bool = False):
+    """Frank-Wolfe with exact line search; each linear step is an exact OT (network simplex).
+
+    With ``relaxed`` only the row marginal is imposed (semi-relaxed GW): the linear step then
+    sends each row's mass to its cheapest column.
+    """
     if plan is None:
         plan = _outer(p, q)
     cost_d = dense(cost) if (alpha > 0 and cost is not None) else None
@@ -195,7 +205,11 @@ def _conditional_gradient(cost, c1, c2, p, q, alpha, plan, max_iter, tol_rel, to
     history = [value]
     for _ in range(max_iter):
         grad = linearized_cost(plan, cost_d, c1, c2, alpha)
-        vertex = emd(p, q, dense(grad))
+        if relaxed:
+            g = dense(grad)
+            vertex = torch.zeros_like(g).scatter_(-1, g.argmin(-1, keepdim=True), p[:, None])
+        else:
+            vertex = emd(p, q, dense(grad))
         direction = vertex - plan
         step, s_dir = _line_search(cost_d, c1, c2, plan, direction, alpha, s_plan)
         plan = plan + step * direction
@@ -211,8 +225,23 @@ def _conditional_gradient(cost, c1, c2, p, q, alpha, plan, max_iter, tol_rel, to
 
 
 # ----------------------------------------------------------------------------- mirror descent
+@dataclass
+class LogPlan:
+    """A plan in the log domain, ``log T = kernel + f 1^T + 1 g^T``, with the potentials kept
+    apart so that the next mirror step folds them into its low-rank product for free."""
+
+    kernel: torch.Tensor
+    f: torch.Tensor
+    g: torch.Tensor
+
+    @classmethod
+    def of(cls, plan: torch.Tensor) -> LogPlan:
+        return cls(plan.clamp_min(0).log(), plan.new_zeros(plan.shape[:-1]),
+                   plan.new_zeros((*plan.shape[:-2], plan.shape[-1])))
+
+
 def mirror_step(
-    base: torch.Tensor,
+    previous: LogPlan | None,
     grad: Structure,
     epsilon: float,
     log_p: torch.Tensor,
@@ -222,30 +251,40 @@ def mirror_step(
     sinkhorn_iter: int = 1000,
     sinkhorn_tol: float | None = None,
     sinkhorn_inner: int = 10,
-):
-    """One step ``T = argmin <grad, T> + eps KL(T | exp(base))`` over couplings of p, q.
+    exact_marginals: bool = False,
+) -> tuple[torch.Tensor, LogPlan]:
+    """One step ``T = argmin <grad, T> + eps KL(T | T_prev)`` over couplings of p, q.
 
-    ``base`` is the log of the previous plan (proximal step) or zero (entropic step), shape
-    (..., n, m); ``grad`` dense or factored. The kernel ``base - grad / eps`` is formed by one
-    fused multiply-add when ``grad`` is factored. Returns ``(plan, log_plan, g)``.
+    With ``previous=None`` the step is entropic (``- eps H(T)``), and ``g`` may warm-start the
+    column potential. ``grad`` is dense or factored, shape (..., n, m). For a factored
+    gradient the new log-kernel ``log T_prev - grad / eps`` is one in-place batched
+    multiply-add on ``previous.kernel`` (which the step consumes), the previous potentials
+    riding along as two extra rank-one terms. ``exact_marginals`` projects the plan exactly
+    onto the couplings (see :func:`sinkhorn_potentials`). Returns ``(plan, log_plan)``.
     """
-    if isinstance(grad, LowRank):
-        flat = base.reshape(-1, *base.shape[-2:])
-        left = grad.left.expand(*base.shape[:-2], *grad.left.shape[-2:])
-        right = grad.right.expand(*base.shape[:-2], *grad.right.shape[-2:])
-        log_kernel = torch.baddbmm(
-            flat, left.reshape(flat.shape[0], *left.shape[-2:]),
-            right.reshape(flat.shape[0], *right.shape[-2:]).transpose(-1, -2),
-            alpha=-1.0 / epsilon,
-        ).reshape(base.shape)
+    scale = -1.0 / epsilon
+    if previous is None:
+        log_kernel = scale * dense(grad)
+    elif isinstance(grad, LowRank):
+        f0, g0 = previous.f, previous.g
+        left = torch.cat([grad.left.expand(*f0.shape, grad.rank),
+                          (-epsilon * f0)[..., None], torch.full_like(f0, -epsilon)[..., None]], -1)
+        right = torch.cat([grad.right.expand(*g0.shape, grad.rank),
+                           torch.ones_like(g0)[..., None], g0[..., None]], -1)
+        log_kernel = previous.kernel
+        flat = log_kernel.view(-1, *log_kernel.shape[-2:])
+        flat.baddbmm_(left.reshape(flat.shape[0], *left.shape[-2:]),
+                      right.reshape(flat.shape[0], *right.shape[-2:]).transpose(-1, -2),
+                      alpha=scale)
     else:
-        log_kernel = base - grad / epsilon
+        log_kernel = (previous.kernel + previous.f[..., :, None] + previous.g[..., None, :]
+                      + scale * grad)
     f, g, _, _, plan = sinkhorn_potentials(
         log_kernel, log_p, log_q, None, g,
         max_iter=sinkhorn_iter, tol=sinkhorn_tol, inner=sinkhorn_inner,
+        exact_marginals=exact_marginals,
     )
-    log_plan = log_kernel.add_(f[..., :, None]).add_(g[..., None, :])
-    return plan, log_plan, g
+    return plan, LogPlan(log_kernel, f, g)
 
 
 def mirror_descent(
@@ -265,7 +304,7 @@ def mirror_descent(
     sinkhorn_iter: int = 1000,
     sinkhorn_tol: float | None = None,
     sinkhorn_inner: int = 10,
-    log_plan: torch.Tensor | None = None,
+    log_plan: LogPlan | None = None,
 ):
     """Mirror descent on FGW with log-domain Sinkhorn projections, batched over leading dims.
 
@@ -274,21 +313,24 @@ def mirror_descent(
     Entropic: ``T <- argmin <G(T_k), T> - eps H(T)``, the entropic GW of Peyre et al. (2016).
     ``G`` is :func:`linearized_cost` without its row/column constants. Stops when the L1
     change of the plan falls below ``tol`` (checked every ``check_every`` steps).
-    ``log_plan`` (the log of ``plan``) saves a pass when the caller carries it between calls.
+    ``log_plan`` (``plan`` in the log domain) saves a pass when the caller carries it.
     Returns ``(plan, log_plan, steps)``.
     """
     log_p, log_q = p.log(), q.log()
-    if log_plan is None:
-        log_plan = plan.clamp_min(0).log()
+    if log_plan is None and proximal:
+        log_plan = LogPlan.of(plan)
     g = None
     step = 0
     for step in range(1, max_iter + 1):
         grad = linearized_cost(plan, cost, c1, c2, alpha, with_constants=False)
-        base = log_plan if proximal else torch.zeros_like(log_plan)
-        new_plan, log_plan, g = mirror_step(
-            base, grad, epsilon, log_p, log_q, None if proximal else g,
+        new_plan, new_log = mirror_step(
+            log_plan if proximal else None, grad, epsilon, log_p, log_q,
+            None if proximal else g,
             sinkhorn_iter=sinkhorn_iter, sinkhorn_tol=sinkhorn_tol, sinkhorn_inner=sinkhorn_inner,
         )
+        g = new_log.g
+        if proximal:
+            log_plan = new_log
         previous, plan = plan, new_plan
         converged = tol > 0 and step % check_every == 0 and (
             float((plan - previous).abs().sum((-1, -2)).max()) < tol
@@ -333,12 +375,23 @@ def fused_gromov_wasserstein(
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}: choose one of {SOLVERS}")
     cost, c1, c2, p, q, like = _prepare(M, C1, C2, p, q, alpha, "M")
-    plan = _outer(p, q) if T0 is None else as_tensor(T0, "T0", dtype=like.dtype, device=like.device)
+    batch = torch.broadcast_shapes(*(x.shape[:-2] for x in (cost, c1, c2) if x is not None))
+    if T0 is None:
+        start = _outer(p, q)
+        plan = start.expand(*torch.broadcast_shapes(batch, start.shape[:-2]),
+                            *start.shape[-2:]).clone()
+    else:
+        plan = as_tensor(T0, "T0", dtype=like.dtype, device=like.device)
+        if tuple(plan.shape[-2:]) != (p.shape[-1], q.shape[-1]):
+            raise ValueError(f"T0 has shape {tuple(plan.shape)}, expected "
+                             f"(..., {p.shape[-1]}, {q.shape[-1]})")
+        check_finite(plan, "T0")
     info: dict = {}
     with torch.no_grad():
         if solver == "exact":
             if plan.dim() != 2:
-                raise ValueError("the exact solver takes one problem at a time (no batch)")
+                raise ValueError("the exact solver takes one problem at a time (no batch "
+                                 f"dimension), got plans of shape {tuple(plan.shape)}")
             plan, history = _conditional_gradient(
                 cost, c1, c2, p, q, alpha, plan,
                 max_iter=max_iter or 10_000, tol_rel=tol or 1e-9, tol_abs=tol or 1e-9,

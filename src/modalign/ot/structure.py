@@ -153,7 +153,9 @@ def is_symmetric(c: Structure) -> bool:
         # Squared-distance factors are symmetric by construction; check numerically on a probe.
         g = torch.Generator(device="cpu").manual_seed(0)
         v = torch.randn(c.shape[-1], generator=g, dtype=c.dtype).to(c.device)
-        a = c.left @ (c.right.transpose(-1, -2) @ v)
-        b = c.right @ (c.left.transpose(-1, -2) @ v)
+        left, right = c.left.detach(), c.right.detach()
+        a = left @ (right.transpose(-1, -2) @ v)
+        b = right @ (left.transpose(-1, -2) @ v)
         return bool(torch.allclose(a, b, rtol=1e-4, atol=1e-6 * float(a.abs().max() + 1)))
+    c = c.detach()
     return bool(torch.allclose(c, c.transpose(-1, -2)))

@@ -1,0 +1,79 @@
+"""Honest evaluation: clustering metrics, classical baselines, result records, tables and plots.
+
+Typical use::
+
+    from modalign.data import load_dataset, Preprocessor
+    from modalign.eval import evaluate_baselines, write_results, merge_records, read_results
+
+    ds = Preprocessor("auto").fit_transform(load_dataset("prokaryotic"))
+    records = evaluate_baselines(ds, seeds=range(5), dataset="prokaryotic")
+    write_results("runs/prokaryotic", merge_records(read_results("runs/prokaryotic"), records))
+
+See ``docs/evaluation.md`` for the metrics, the baselines and the rules (DESIGN.md section 3).
+"""
+
+from modalign.eval.baselines import (
+    ALIGNED_ONLY,
+    BASELINES,
+    ViewSelection,
+    evaluate_baselines,
+    kmeans_best_view,
+    kmeans_concat,
+    kmeans_each_view,
+    majority,
+    scale_view,
+    spectral_concat,
+)
+from modalign.eval.metrics import (
+    METRICS,
+    ari,
+    clustering_scores,
+    contingency_matrix,
+    hungarian_accuracy,
+    nmi,
+    purity,
+)
+from modalign.eval.report import (
+    METRIC_LABELS,
+    RECORD_KEYS,
+    atomic_write,
+    embed_2d,
+    markdown_table,
+    merge_records,
+    plot_embedding,
+    read_results,
+    records_from_scores,
+    summarise,
+    write_results,
+)
+
+__all__ = [
+    "ALIGNED_ONLY",
+    "BASELINES",
+    "METRICS",
+    "METRIC_LABELS",
+    "RECORD_KEYS",
+    "ViewSelection",
+    "ari",
+    "atomic_write",
+    "clustering_scores",
+    "contingency_matrix",
+    "embed_2d",
+    "evaluate_baselines",
+    "hungarian_accuracy",
+    "kmeans_best_view",
+    "kmeans_concat",
+    "kmeans_each_view",
+    "majority",
+    "markdown_table",
+    "merge_records",
+    "nmi",
+    "plot_embedding",
+    "purity",
+    "read_results",
+    "records_from_scores",
+    "scale_view",
+    "spectral_concat",
+    "summarise",
+    "write_results",
+]

@@ -1,0 +1,415 @@
+"""Result records, summaries, Markdown tables, atomic result files and embedding plots.
+
+A *record* is one number: a flat dict with exactly the keys of :data:`RECORD_KEYS`::
+
+    {"dataset": "prokaryotic", "setting": "aligned", "method": "kmeans_concat", "seed": 0,
+     "metric": "nmi", "value": 0.41, "seconds": 0.37}
+
+``seconds`` is the wall time of the whole run (fit and predict) that produced the value, so the
+four records of one run share it. Flat records append, filter and merge without any schema
+migration; tables are always derived from them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+
+from modalign.eval.metrics import METRICS
+
+__all__ = [
+    "METRIC_LABELS",
+    "RECORD_KEYS",
+    "atomic_write",
+    "embed_2d",
+    "markdown_table",
+    "merge_records",
+    "plot_embedding",
+    "read_results",
+    "records_from_scores",
+    "summarise",
+    "write_results",
+]
+
+#: The keys of every record, in this order.
+RECORD_KEYS: tuple[str, ...] = (
+    "dataset",
+    "setting",
+    "method",
+    "seed",
+    "metric",
+    "value",
+    "seconds",
+)
+#: Column titles of the metrics in tables.
+METRIC_LABELS: dict[str, str] = {
+    "purity": "Purity",
+    "accuracy": "Accuracy",
+    "nmi": "NMI",
+    "ari": "ARI",
+}
+
+_GROUP = ("dataset", "setting", "method")
+_IDENTITY = ("dataset", "setting", "method", "seed", "metric")
+
+
+# ---------------------------------------------------------------------------------- records
+def _finite(x: Any, what: str) -> float:
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number, got {x!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{what} is {value}; records hold finite numbers only")
+    return value
+
+
+def _check_record(rec: Mapping[str, Any], i: int) -> dict[str, Any]:
+    if not isinstance(rec, Mapping) or set(rec) != set(RECORD_KEYS):
+        keys = sorted(rec) if isinstance(rec, Mapping) else type(rec).__name__
+        raise ValueError(f"record {i}: expected exactly the keys {list(RECORD_KEYS)}, got {keys}")
+    if rec["metric"] not in METRICS:
+        raise ValueError(f"record {i}: unknown metric {rec['metric']!r}; expected one of {METRICS}")
+    seed = rec["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"record {i}: seed must be an integer, got {seed!r}")
+    return {
+        "dataset": str(rec["dataset"]),
+        "setting": str(rec["setting"]),
+        "method": str(rec["method"]),
+        "seed": int(seed),
+        "metric": str(rec["metric"]),
+        "value": _finite(rec["value"], f"record {i}: value"),
+        "seconds": _finite(rec["seconds"], f"record {i}: seconds"),
+    }
+
+
+def _checked(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    out = [_check_record(r, i) for i, r in enumerate(records)]
+    seen: set[tuple] = set()
+    for r in out:
+        key = tuple(r[k] for k in _IDENTITY)
+        if key in seen:
+            # Two values for one run would silently bias the mean: make the caller choose
+            # (merge_records keeps the newer one).
+            raise ValueError(
+                f"duplicate record for {dict(zip(_IDENTITY, key))}; use merge_records(old, new) "
+                "to replace earlier runs"
+            )
+        seen.add(key)
+    return out
+
+
+def records_from_scores(
+    dataset: str,
+    setting: str,
+    method: str,
+    seed: int,
+    scores: Mapping[str, float],
+    seconds: float,
+) -> list[dict[str, Any]]:
+    """One record per metric of ``scores`` (e.g. the dict of :func:`clustering_scores`).
+
+    Returns:
+        Records in :data:`~modalign.eval.METRICS` order, values as plain Python floats.
+
+    Raises:
+        ValueError: unknown metric names, non-finite values or a non-integer seed.
+    """
+    unknown = sorted(set(scores) - set(METRICS))
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; expected some of {list(METRICS)}")
+    recs = [
+        {
+            "dataset": dataset,
+            "setting": setting,
+            "method": method,
+            "seed": seed,
+            "metric": m,
+            "value": scores[m],
+            "seconds": seconds,
+        }
+        for m in METRICS
+        if m in scores
+    ]
+    return _checked(recs)
+
+
+def merge_records(
+    old: Iterable[Mapping[str, Any]], new: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Earlier records plus new ones; a new record replaces an old one for the same
+    dataset, setting, method, seed and metric. Order: surviving old records, then new ones."""
+    fresh = _checked(new)
+    replaced = {tuple(r[k] for k in _IDENTITY) for r in fresh}
+    kept = [r for r in _checked(old) if tuple(r[k] for k in _IDENTITY) not in replaced]
+    return kept + fresh
+
+
+def read_results(out_dir: str | Path) -> list[dict[str, Any]]:
+    """The records of ``out_dir/results.json``, or ``[]`` when there is none yet."""
+    path = Path(out_dir) / "results.json"
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8") as f:
+        data = json.load(f)
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a JSON list of records")
+    return _checked(data)
+
+
+# ---------------------------------------------------------------------------------- summaries
+def summarise(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and standard deviation over seeds, per dataset, setting and method.
+
+    Returns:
+        One dict per (dataset, setting, method), in order of first appearance, with keys
+        ``dataset``, ``setting``, ``method``, ``n_seeds``, ``seconds_mean`` and, for each metric
+        present, ``{metric}_mean`` and ``{metric}_std``. The std is the sample standard deviation
+        over seeds (``ddof=1``) and None with a single seed, where it is undefined.
+    """
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in _checked(records):
+        groups.setdefault(tuple(r[k] for k in _GROUP), []).append(r)
+    rows = []
+    for key, recs in groups.items():
+        row: dict[str, Any] = dict(zip(_GROUP, key))
+        seeds = sorted({r["seed"] for r in recs})
+        row["n_seeds"] = len(seeds)
+        # One run per seed: its seconds appear once per metric, count it once.
+        per_seed = {r["seed"]: r["seconds"] for r in recs}
+        row["seconds_mean"] = float(np.mean([per_seed[s] for s in seeds]))
+        for m in METRICS:
+            vals = np.asarray([r["value"] for r in recs if r["metric"] == m], dtype=np.float64)
+            if vals.size == 0:
+                continue
+            row[f"{m}_mean"] = float(vals.mean())
+            row[f"{m}_std"] = float(vals.std(ddof=1)) if vals.size > 1 else None
+        rows.append(row)
+    return rows
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    metrics = [m for m in METRICS if any(f"{m}_mean" in r for r in rows)]
+    best = {}
+    for m in metrics:
+        means = [r[f"{m}_mean"] for r in rows if f"{m}_mean" in r]
+        # Compare at the printed precision so that a bolded tie looks like one.
+        best[m] = round(max(means), 3)
+    head = ["method", *(METRIC_LABELS[m] for m in metrics), "seconds", "seeds"]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "| --- | " + " | ".join([":---:"] * len(metrics)) + " | ---: | ---: |",
+    ]
+    for r in rows:
+        cells = [r["method"]]
+        for m in metrics:
+            if f"{m}_mean" not in r:
+                cells.append("")
+                continue
+            mean, std = r[f"{m}_mean"], r[f"{m}_std"]
+            text = f"{mean:.3f} ± " + ("–" if std is None else f"{std:.3f}")
+            cells.append(f"**{text}**" if round(mean, 3) == best[m] else text)
+        cells += [f"{r['seconds_mean']:.2f}", str(r["n_seeds"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown_table(records: Iterable[Mapping[str, Any]]) -> str:
+    """Markdown table(s): one row per method, ``mean ± std`` over seeds (3 decimals) for purity,
+    accuracy, NMI and ARI, then mean seconds per run and the number of seeds.
+
+    The best mean of each metric column is in bold (ties all bold). Records of several datasets or
+    settings give one table each, under a ``### dataset (setting)`` heading, since methods are
+    only comparable on the same data. With a single seed the std shows as ``–``.
+    """
+    rows = summarise(records)
+    if not rows:
+        return "_no results_\n"
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["setting"]), []).append(r)
+    if len(groups) == 1:
+        return _table(rows) + "\n"
+    parts = [f"### {d} ({s})\n\n{_table(g)}\n" for (d, s), g in groups.items()]
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------------------- files
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write a file so that readers see either the old file or the complete new one.
+
+    ``write`` receives a binary file object on a temporary file in the same folder (so that
+    ``os.replace`` is an atomic rename on one file system); the temporary file is flushed,
+    synced and renamed over ``path``, or removed if ``write`` raises.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # Also on KeyboardInterrupt: never leave the temporary file behind.
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_text(path: Path, text: str) -> Path:
+    data = text.encode("utf-8")
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def write_results(
+    out_dir: str | Path, records: Sequence[Mapping[str, Any]], extra_markdown: str = ""
+) -> tuple[Path, Path]:
+    """Write ``results.json`` (the records, as given) and ``results.md`` (their table).
+
+    Each file is replaced atomically. The function writes exactly what it is given: to add a new
+    run to earlier results pass ``merge_records(read_results(out_dir), new_records)``.
+
+    Args:
+        out_dir: the folder (created if needed).
+        records: the records; validated (exact keys, known metrics, finite values, no duplicates).
+        extra_markdown: appended after the table (notes, coupling diagnostics, plots).
+
+    Returns:
+        ``(json_path, markdown_path)``.
+    """
+    recs = _checked(records)
+    out = Path(out_dir)
+    # allow_nan=False: the file must be strict JSON that any reader accepts.
+    text = json.dumps(recs, indent=2, allow_nan=False) + "\n"
+    md = markdown_table(recs)
+    if extra_markdown:
+        md = md.rstrip("\n") + "\n\n" + extra_markdown.strip("\n") + "\n"
+    return _write_text(out / "results.json", text), _write_text(out / "results.md", md)
+
+
+# ---------------------------------------------------------------------------------- plots
+def _as_array(x: Any, what: str) -> np.ndarray:
+    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if np.issubdtype(arr.dtype, np.number) and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{what}: contains NaN or inf")
+    return arr
+
+
+def embed_2d(
+    codes: np.ndarray | torch.Tensor, *, method: str = "auto", seed: int = 0
+) -> np.ndarray:
+    """A 2-D embedding of ``(N, d)`` codes for plotting.
+
+    ``method``: ``"tsne"`` (PCA to at most 50 dimensions, then scikit-learn's Barnes-Hut t-SNE
+    with PCA initialisation, ``random_state=seed`` and 500 iterations: about 3 s for N = 2000 on
+    two cores), ``"pca"`` (the first two principal components, instant), or ``"auto"``: t-SNE for
+    30 <= N <= 2500, PCA otherwise (t-SNE is meaningless on a handful of points and slow on many).
+
+    Returns:
+        ``(N, 2)`` float64 array.
+    """
+    from sklearn.decomposition import PCA
+
+    x = _as_array(codes, "codes").astype(np.float64)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"codes: expected an (N, d) array, got shape {x.shape}")
+    n, d = x.shape
+    if method == "auto":
+        method = "tsne" if 30 <= n <= 2500 else "pca"
+    if method not in ("tsne", "pca"):
+        raise ValueError(f"method must be 'auto', 'tsne' or 'pca', got {method!r}")
+    if d <= 2 or n < 3:
+        # Nothing to reduce: pad to two columns so a 1-D code still plots.
+        return np.pad(x[:, :2], ((0, 0), (0, max(0, 2 - d))))
+    if method == "pca":
+        return PCA(n_components=2, random_state=seed).fit_transform(x)
+    from sklearn.manifold import TSNE
+
+    reduced = PCA(n_components=min(50, d, n), random_state=seed).fit_transform(x)
+    # scikit-learn renamed n_iter to max_iter in 1.5; accept both so that >= 1.2 works.
+    iters = "max_iter" if "max_iter" in inspect.signature(TSNE).parameters else "n_iter"
+    tsne = TSNE(
+        n_components=2,
+        perplexity=min(30.0, (n - 1) / 3.0),
+        init="pca",
+        random_state=seed,
+        **{iters: 500},
+    )
+    return tsne.fit_transform(reduced)
+
+
+def _scatter(ax: Any, xy: np.ndarray, groups: np.ndarray, title: str) -> None:
+    values, idx = np.unique(groups, return_inverse=True)
+    idx = idx.reshape(-1)
+    cmap_name = "tab10" if len(values) <= 10 else "tab20" if len(values) <= 20 else "turbo"
+    from matplotlib import colormaps
+
+    cmap = colormaps[cmap_name]
+    colors = cmap(idx % cmap.N) if cmap_name != "turbo" else cmap(idx / max(len(values) - 1, 1))
+    ax.scatter(xy[:, 0], xy[:, 1], c=colors, s=6, linewidths=0, alpha=0.8)
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if len(values) <= 20:
+        for i, v in enumerate(values):
+            ax.scatter([], [], color=colors[idx == i][0], s=12, label=str(v))
+        ax.legend(fontsize=6, markerscale=1.5, loc="best", frameon=False, ncols=2)
+
+
+def plot_embedding(
+    codes: np.ndarray | torch.Tensor,
+    clusters: Any,
+    classes: Any | None,
+    path: str | Path,
+    title: str = "",
+    *,
+    method: str = "auto",
+    seed: int = 0,
+) -> Path:
+    """Plot a 2-D embedding of ``(N, d)`` codes coloured by cluster and, beside it, by class.
+
+    Args:
+        codes: ``(N, d)`` array or tensor (learned codes, or a preprocessed view).
+        clusters: ``(N,)`` predicted clusters.
+        classes: ``(N,)`` true classes, or None to draw the cluster panel only.
+        path: the PNG file, written atomically.
+        title: the figure title.
+        method, seed: see :func:`embed_2d`.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    # A bare Figure renders with the Agg canvas: no pyplot global state, no GUI backend needed.
+    from matplotlib.figure import Figure
+
+    xy = embed_2d(codes, method=method, seed=seed)
+    n = xy.shape[0]
+    panels = [("clusters", _as_array(clusters, "clusters").reshape(-1))]
+    if classes is not None:
+        panels.append(("true classes", _as_array(classes, "classes").reshape(-1)))
+    for name, g in panels:
+        if g.shape[0] != n:
+            raise ValueError(f"{name}: {g.shape[0]} labels for {n} codes")
+    fig = Figure(figsize=(5.0 * len(panels), 4.6), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (name, g) in zip(axes, panels):
+        _scatter(ax, xy, g, f"coloured by {name}")
+    if title:
+        fig.suptitle(title)
+
+    def save(f: IO[bytes]) -> None:
+        fig.savefig(f, format="png", dpi=120)
+
+    return atomic_write(path, save)
