@@ -90,8 +90,10 @@ def _worker(solver: str, n: int, args: dict, out: mp.Queue) -> None:
     # Problems are built, and objectives evaluated, outside the timed region and apart from
     # it: numpy's BLAS threads keep spinning for a while after a product and would steal the
     # cores from whichever solver runs next.
-    problems = [make_problem(n, args["d"], args["inputs"], seed=1000 * n + k)
-                for k in range(args["problems"])]
+    problems = [
+        make_problem(n, args["d"], args["inputs"], seed=1000 * n + k)
+        for k in range(args["problems"])
+    ]
     warm_feats, warm_structs = make_problem(50, args["d"], args["inputs"], 12345)
     run(warm_feats, warm_structs, 0)  # thread pools, lazy imports, CUDA context
     time.sleep(0.5)
@@ -102,8 +104,10 @@ def _worker(solver: str, n: int, args: dict, out: mp.Queue) -> None:
         z, c_bar, plans = run(feats, structs, k)
         times.append(time.perf_counter() - start)
         outputs.append((to_np(z), to_np(c_bar), [to_np(t) for t in plans]))
-    objectives = [shared_objective(z, c_bar, feats, structs, plans, args["alpha"])
-                  for (z, c_bar, plans), (feats, structs) in zip(outputs, problems)]
+    objectives = [
+        shared_objective(z, c_bar, feats, structs, plans, args["alpha"])
+        for (z, c_bar, plans), (feats, structs) in zip(outputs, problems)
+    ]
     errors = [marginal_error(plans, n) for _, _, plans in outputs]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
     if device.type == "cuda" and solver == "modalign":
@@ -135,10 +139,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--json", help="write the records as JSON to this path")
     ns = ap.parse_args(argv)
     args = vars(ns)
-    header = (f"{'n':>6} {'POT s':>9} {'modalign s':>11} {'speedup':>8} {'POT obj':>9} "
-              f"{'ours obj':>9} {'obj ratio':>9} {'marg err':>9} {'POT MB':>8} {'ours MB':>8}")
-    print(f"M={ns.inputs} d={ns.d} alpha={ns.alpha} dtype={ns.dtype} device={ns.device} "
-          f"problems/size={ns.problems} (medians)")
+    header = (
+        f"{'n':>6} {'POT s':>9} {'modalign s':>11} {'speedup':>8} {'POT obj':>9} "
+        f"{'ours obj':>9} {'obj ratio':>9} {'marg err':>9} {'POT MB':>8} {'ours MB':>8}"
+    )
+    print(
+        f"M={ns.inputs} d={ns.d} alpha={ns.alpha} dtype={ns.dtype} device={ns.device} "
+        f"problems/size={ns.problems} (medians)"
+    )
     print(header)
     records = []
     for n in ns.sizes:
@@ -157,19 +165,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "pot_peak_mb": pot["peak_mb"] if pot else None,
         }
         rec["speedup"] = rec["pot_s"] / rec["modalign_s"] if pot else None
-        rec["objective_ratio"] = (
-            rec["modalign_objective"] / rec["pot_objective"] if pot else None
-        )
+        rec["objective_ratio"] = rec["modalign_objective"] / rec["pot_objective"] if pot else None
         records.append(rec)
 
         def fmt(v, f):
             return format(v, f) if v is not None else "-"
 
-        print(f"{n:>6} {fmt(rec['pot_s'], '9.3f')} {rec['modalign_s']:>11.4f} "
-              f"{fmt(rec['speedup'], '8.1f')} {fmt(rec['pot_objective'], '9.4f')} "
-              f"{rec['modalign_objective']:>9.4f} {fmt(rec['objective_ratio'], '9.3f')} "
-              f"{rec['modalign_marginal_error']:>9.1e} {fmt(rec['pot_peak_mb'], '8.0f')} "
-              f"{rec['modalign_peak_mb']:>8.0f}", flush=True)
+        print(
+            f"{n:>6} {fmt(rec['pot_s'], '9.3f')} {rec['modalign_s']:>11.4f} "
+            f"{fmt(rec['speedup'], '8.1f')} {fmt(rec['pot_objective'], '9.4f')} "
+            f"{rec['modalign_objective']:>9.4f} {fmt(rec['objective_ratio'], '9.3f')} "
+            f"{rec['modalign_marginal_error']:>9.1e} {fmt(rec['pot_peak_mb'], '8.0f')} "
+            f"{rec['modalign_peak_mb']:>8.0f}",
+            flush=True,
+        )
     if ns.json:
         with open(ns.json, "w") as fh:
             json.dump(records, fh, indent=2)

@@ -19,6 +19,7 @@ from modalign.ot import (
 
 N, D = 60, 5
 
+
 def _tensors(arrays, dtype=torch.float64, device="cpu"):
     return [torch.tensor(a, dtype=dtype, device=device) for a in arrays]
 
@@ -118,9 +119,7 @@ def test_default_objective_log_decreases(default_bary):
     assert np.all(np.diff(history) <= 1e-3 * abs(history[0]))
 
 
-@pytest.mark.parametrize(
-    "seed", [0, 1, 2]
-)
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_default_not_worse_than_pot(point_clouds, ref, seed):
     xs = point_clouds(seed, [N] * 3, D)
     cs = [ref.normalized_sqdist(x) for x in xs]

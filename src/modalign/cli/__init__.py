@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from modalign import __version__
+from modalign.cli.cluster import cluster
 from modalign.cli.data import app as data_app
 from modalign.cli.demo import demo
 
@@ -16,6 +17,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.command("demo")(demo)
+app.command("cluster")(cluster)
 
 
 def _print_version(value: bool) -> None:

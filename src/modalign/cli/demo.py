@@ -40,8 +40,10 @@ def demo(
     bary = fgw_barycenter(views, structures, alpha=alpha)
     ours_s = time.perf_counter() - start
     ours = bary.objective[-1]
-    typer.echo(f"modalign fgw_barycenter: {ours_s:.3f} s, objective {ours:.5f}, "
-               f"{len(bary.objective)} iterations")
+    typer.echo(
+        f"modalign fgw_barycenter: {ours_s:.3f} s, objective {ours:.5f}, "
+        f"{len(bary.objective)} iterations"
+    )
     if pot:
         import ot
 
@@ -53,8 +55,12 @@ def demo(
         )
         pot_s = time.perf_counter() - start
         pot_obj = barycenter_objective(
-            torch.from_numpy(z), torch.from_numpy(c), views, [torch.from_numpy(x) for x in cs],
-            [torch.from_numpy(t) for t in log["T"]], alpha,
+            torch.from_numpy(z),
+            torch.from_numpy(c),
+            views,
+            [torch.from_numpy(x) for x in cs],
+            [torch.from_numpy(t) for t in log["T"]],
+            alpha,
         )
         typer.echo(f"POT fgw_barycenters (exact): {pot_s:.3f} s, objective {pot_obj:.5f}")
         typer.echo(f"speed-up {pot_s / ours_s:.1f}x, objective ratio {ours / pot_obj:.3f}")

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from modalign.nn import Autoencoder, imq_mmd
 from modalign.ot import fgw_barycenter, wasserstein_barycenter
-from modalign.ot.clustering import gw_cluster
+from modalign.ot.clustering import gw_cluster, gw_cluster_loss
 from modalign.train import load_checkpoint, save_checkpoint
 
 MIXERS = ("fgw", "wb", "none")
@@ -43,6 +43,8 @@ class OTMConfig:
     ``alpha``: feature weight of the FGW barycenter. ``lambda_mmd``: weight of the WAE prior
     term. ``lambda_mix``: weight of reconstruction from mixed codes. ``warmup_epochs``:
     epochs of plain autoencoding before mixing starts (the codes must mean something first).
+    ``lambda_cluster``: weight of the GW clustering term that pulls every modality's codes
+    toward the same K-cluster structure after the warm-up (DESIGN.md 2.1), 0 to disable.
     """
 
     n_clusters: int
@@ -56,6 +58,7 @@ class OTMConfig:
     weight_decay: float = 0.0
     lambda_mmd: float = 1.0
     lambda_mix: float = 1.0
+    lambda_cluster: float = 0.0
     cluster_restarts: int = 5
     device: str = "cpu"
 
@@ -70,8 +73,13 @@ class OTMConfig:
             raise ValueError("epochs must be >= 1 and batch_size >= 2")
 
 
-def dirichlet_masks(n_modalities: int, shape: Sequence[int], generator: torch.Generator,
-                    device: torch.device | str = "cpu", dtype=torch.float32) -> Tensor:
+def dirichlet_masks(
+    n_modalities: int,
+    shape: Sequence[int],
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+    dtype=torch.float32,
+) -> Tensor:
     """Per-entry Dirichlet(1/2) masks, shape (M, *shape), summing to one over M.
 
     A Gamma(1/2, 1) variable is half a squared standard normal, so normalised squared normals
@@ -109,11 +117,13 @@ def ot_mix(
             bary = wasserstein_barycenter(detached)
     p = bary.couplings[0].sum(1)
     projected = [(t / p[:, None]) @ z for t, z in zip(bary.couplings, codes)]
-    masks = dirichlet_masks(len(codes), projected[0].shape, generator, codes[0].device,
-                            codes[0].dtype)
+    masks = dirichlet_masks(
+        len(codes), projected[0].shape, generator, codes[0].device, codes[0].dtype
+    )
     mixed_bar = (masks * torch.stack(projected)).sum(0)
-    mixed = [(t / t.sum(0)[None, :].clamp_min(1e-30)).transpose(0, 1) @ mixed_bar
-             for t in bary.couplings]
+    mixed = [
+        (t / t.sum(0)[None, :].clamp_min(1e-30)).transpose(0, 1) @ mixed_bar for t in bary.couplings
+    ]
     return mixed, bary
 
 
@@ -156,9 +166,15 @@ class OTM(nn.Module):
         return out
 
     # ------------------------------------------------------------------ training
-    def fit(self, views: Sequence[Tensor], *, aligned: bool = True,
-            checkpoint: str | Path | None = None, progress: bool = False,
-            stop_after: int | None = None) -> OTM:
+    def fit(
+        self,
+        views: Sequence[Tensor],
+        *,
+        aligned: bool = True,
+        checkpoint: str | Path | None = None,
+        progress: bool = False,
+        stop_after: int | None = None,
+    ) -> OTM:
         """Train. With ``checkpoint`` a state is written after every epoch and, if the file
         exists, training resumes from it (same result as an uninterrupted run). ``stop_after``
         ends after that many epochs of this call (used to test interruption)."""
@@ -183,11 +199,17 @@ class OTM(nn.Module):
         for done, epoch in enumerate(epochs, start=1):
             self.history.append(self._train_epoch(views, optimiser, epoch, aligned))
             if checkpoint is not None:
-                save_checkpoint(checkpoint, {
-                    "model": self.state_dict(), "optimiser": optimiser.state_dict(),
-                    "epoch": epoch + 1, "history": self.history,
-                    "config": _plain(asdict(cfg)), "seed": self.random_state,
-                })
+                save_checkpoint(
+                    checkpoint,
+                    {
+                        "model": self.state_dict(),
+                        "optimiser": optimiser.state_dict(),
+                        "epoch": epoch + 1,
+                        "history": self.history,
+                        "config": _plain(asdict(cfg)),
+                        "seed": self.random_state,
+                    },
+                )
             if stop_after is not None and done >= stop_after:
                 break
         return self
@@ -200,33 +222,52 @@ class OTM(nn.Module):
         if aligned:
             order = torch.randperm(sizes[0], generator=gen)
             orders = [order] * len(views)
-        else:  # independent orders: nothing may rely on row correspondence
-            orders = [torch.randperm(n, generator=gen) for n in sizes]
+        else:
+            # Independent orders over each view's rows sorted by content: nothing relies on
+            # row correspondence, and a view whose rows come shuffled trains identically.
+            orders = [
+                canonical_order(v)[torch.randperm(len(v), generator=gen).to(v.device)]
+                for v in views
+            ]
         n_batches = max(1, min(sizes) // cfg.batch_size)
         mixing = cfg.mixer != "none" and epoch >= cfg.warmup_epochs
-        totals = {"loss": 0.0, "reconstruction": 0.0, "mixed": 0.0, "mmd": 0.0}
+        totals = {"loss": 0.0, "reconstruction": 0.0, "mixed": 0.0, "mmd": 0.0, "cluster": 0.0}
         self.train()
         for b in range(n_batches):
-            batch = [v[o[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
-                     for v, o in zip(views, orders)]
+            batch = [
+                v[o[b * cfg.batch_size : (b + 1) * cfg.batch_size]] for v, o in zip(views, orders)
+            ]
             codes = [ae.encode(x) for ae, x in zip(self.autoencoders, batch)]
-            rec = sum(_sq_error(ae.decode(z), x)
-                      for ae, z, x in zip(self.autoencoders, codes, batch))
+            rec = sum(
+                _sq_error(ae.decode(z), x) for ae, z, x in zip(self.autoencoders, codes, batch)
+            )
             prior = torch.randn((len(codes), *codes[0].shape), generator=gen).to(codes[0])
             mmd = sum(imq_mmd(z, prior[m, : len(z)]) for m, z in enumerate(codes))
             loss = rec + cfg.lambda_mmd * mmd
             mixed_loss = torch.zeros(())
             if mixing:
                 mixed, _ = ot_mix(codes, gen, mixer=cfg.mixer, alpha=cfg.alpha)
-                mixed_loss = sum(_sq_error(ae.decode(z), x)
-                                 for ae, z, x in zip(self.autoencoders, mixed, batch))
+                mixed_loss = sum(
+                    _sq_error(ae.decode(z), x) for ae, z, x in zip(self.autoencoders, mixed, batch)
+                )
                 loss = loss + cfg.lambda_mix * mixed_loss
+            cluster_loss = torch.zeros(())
+            if cfg.lambda_cluster > 0 and epoch >= cfg.warmup_epochs:
+                cluster_loss = sum(
+                    gw_cluster_loss(z, cfg.n_clusters, random_state=epoch) for z in codes
+                )
+                loss = loss + cfg.lambda_cluster * cluster_loss
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            for key, value in (("loss", loss), ("reconstruction", rec), ("mixed", mixed_loss),
-                               ("mmd", mmd)):
-                totals[key] += float(value) / n_batches
+            for key, value in (
+                ("loss", loss),
+                ("reconstruction", rec),
+                ("mixed", mixed_loss),
+                ("mmd", mmd),
+                ("cluster", cluster_loss),
+            ):
+                totals[key] += float(torch.as_tensor(value).detach()) / n_batches
         return totals
 
     # ------------------------------------------------------------------ inference
@@ -236,8 +277,9 @@ class OTM(nn.Module):
         if len(self.autoencoders) == 0:
             raise RuntimeError("call fit before transform")
         if len(views) != len(self.autoencoders):
-            raise ValueError(f"the model has {len(self.autoencoders)} modalities, "
-                             f"got {len(views)} views")
+            raise ValueError(
+                f"the model has {len(self.autoencoders)} modalities, got {len(views)} views"
+            )
         self.eval()
         views = self._check(views, aligned=False)
         return [ae.encode(v) for ae, v in zip(self.autoencoders, views)]
@@ -253,21 +295,42 @@ class OTM(nn.Module):
         codes = [z.double() for z in self.transform(views)]
         if aligned:
             return torch.stack(codes).mean(0), None
-        bary = fgw_barycenter(codes, alpha=self.config.alpha)
-        return bary.features, bary.couplings
+        # Rows in content order, so that the result does not depend on how they came.
+        orders = [canonical_order(v) for v in views]
+        bary = fgw_barycenter([z[o] for z, o in zip(codes, orders)], alpha=self.config.alpha)
+        couplings = [
+            torch.empty_like(t).index_copy_(1, o.to(t.device), t)
+            for t, o in zip(bary.couplings, orders)
+        ]
+        return bary.features, couplings
 
     @torch.no_grad()
     def predict(self, views: Sequence[Tensor], *, aligned: bool = True):
         """Cluster labels found without labels: (N,) when aligned, else one array per view."""
         fused, couplings = self.fused_codes(views, aligned=aligned)
-        labels, _, _ = gw_cluster(fused, self.config.n_clusters,
-                                  restarts=self.config.cluster_restarts,
-                                  random_state=self.random_state)
+        labels, _, _ = gw_cluster(
+            fused,
+            self.config.n_clusters,
+            restarts=self.config.cluster_restarts,
+            random_state=self.random_state,
+        )
         labels = labels.cpu().numpy()
         if couplings is None:
             return labels
         # Each row of view m takes the cluster of the barycenter point it sends most mass to.
         return [labels[t.argmax(0).cpu().numpy()] for t in couplings]
+
+
+def canonical_order(view: Tensor) -> Tensor:
+    """A row order that depends only on the rows' contents: sort by a fixed random projection.
+
+    Rows equal in content are interchangeable, so ties do not matter.
+    """
+    v = torch.as_tensor(view, dtype=torch.float64).cpu()
+    direction = torch.randn(
+        v.shape[1], generator=torch.Generator().manual_seed(7), dtype=torch.float64
+    )
+    return torch.argsort(v @ direction, stable=True)
 
 
 def _sq_error(x_hat: Tensor, x: Tensor) -> Tensor:
@@ -281,6 +344,7 @@ def _sq_error(x_hat: Tensor, x: Tensor) -> Tensor:
 
 def _plain(d: dict) -> dict:
     """Config as plain values, comparable after a weights-only round trip."""
-    return {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
-            for k, v in d.items()}
-
+    return {
+        k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
+        for k, v in d.items()
+    }

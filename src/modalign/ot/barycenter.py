@@ -192,8 +192,7 @@ def fgw_barycenter(
                         f"structures[{i}] has shape {tuple(c.shape)}, expected {sizes[i]}^2"
                     )
                 if not is_symmetric(c):
-                    raise ValueError(f"structures[{i}] is not symmetric: use distances or "
-                                     "kernels")
+                    raise ValueError(f"structures[{i}] is not symmetric: use distances or kernels")
                 cs.append(c)
     lam = [1.0 / n_inputs] * n_inputs if lambdas is None else [float(v) for v in lambdas]
     if len(lam) != n_inputs or min(lam) < 0 or abs(sum(lam) - 1) > 1e-6:
@@ -229,15 +228,30 @@ def fgw_barycenter(
     if copy:
         couplings[k] = torch.diag(p)
 
-    fast = solver == "proximal" and len(set(sizes)) == 1 and (
-        not use_structure
-        or (all(isinstance(c, LowRank) for c in cs) and len({c.rank for c in cs}) == 1)
+    fast = (
+        solver == "proximal"
+        and len(set(sizes)) == 1
+        and (
+            not use_structure
+            or (all(isinstance(c, LowRank) for c in cs) and len({c.rank for c in cs}) == 1)
+        )
     )
     if fast:
         return _proximal_low_rank(
-            xs, cs if use_structure else None, qs, lam, p, z, c_bar, couplings, alpha,
-            epsilon=epsilon, max_iter=max_iter, sinkhorn_iter=sinkhorn_iter,
-            sinkhorn_tol=sinkhorn_tol, tol=tol,
+            xs,
+            cs if use_structure else None,
+            qs,
+            lam,
+            p,
+            z,
+            c_bar,
+            couplings,
+            alpha,
+            epsilon=epsilon,
+            max_iter=max_iter,
+            sinkhorn_iter=sinkhorn_iter,
+            sinkhorn_tol=sinkhorn_tol,
+            tol=tol,
         )
 
     # Inputs of one size are solved together as a batch; others one at a time.
@@ -249,8 +263,10 @@ def fgw_barycenter(
     x_g = [torch.stack([xs[i] for i in idx]) for idx in group_list]
     c_g = [_stack([cs[i] for i in idx]) if use_structure else None for idx in group_list]
     q_g = [torch.stack([qs[i] for i in idx]) for idx in group_list]
-    lam_g = [torch.tensor([lam[i] for i in idx], dtype=ref.dtype, device=ref.device)
-             for idx in group_list]
+    lam_g = [
+        torch.tensor([lam[i] for i in idx], dtype=ref.dtype, device=ref.device)
+        for idx in group_list
+    ]
     plans = [torch.stack([couplings[i] for i in idx]) for idx in group_list]
     log_plans: list[LogPlan | None] = [None] * len(group_list)
 
@@ -258,22 +274,28 @@ def fgw_barycenter(
         """Closed-form features and structure for fixed couplings."""
         z_new = z
         if alpha > 0:
-            z_new = sum(
-                (lg[:, None, None] * (t @ x)).sum(0) for lg, t, x in zip(lam_g, plans, x_g)
-            ) / p[:, None]
+            z_new = (
+                sum((lg[:, None, None] * (t @ x)).sum(0) for lg, t, x in zip(lam_g, plans, x_g))
+                / p[:, None]
+            )
         c_new = None
         if use_structure:
             c_new = _update_structure(
                 [c for cg in c_g for c in _unstack(cg)],
                 [t for tg in plans for t in tg.unbind(0)],
-                [float(v) for lg in lam_g for v in lg], p,
+                [float(v) for lg in lam_g for v in lg],
+                p,
             )
         return z_new, c_new
 
     def objective(z, c_bar, plans):
         return sum(
-            float((lg * fgw_objective(t, _feature_cost(z, x) if alpha > 0 else None,
-                                      c_bar, cg, alpha)).sum())
+            float(
+                (
+                    lg
+                    * fgw_objective(t, _feature_cost(z, x) if alpha > 0 else None, c_bar, cg, alpha)
+                ).sum()
+            )
             for lg, t, x, cg in zip(lam_g, plans, x_g, c_g)
         )
 
@@ -283,15 +305,25 @@ def fgw_barycenter(
         for _ in range(max_iter):
             if solver == "exact":
                 plans = [
-                    torch.stack([
-                        _conditional_gradient(
-                            dense(_feature_cost(z, x)) if alpha > 0 else None, c_bar, c, p, q,
-                            alpha, t, max_iter=100, tol_rel=1e-5, tol_abs=0.0,
-                        )[0]
-                        for t, x, c, q in zip(
-                            tg, xg, _unstack(cg) if cg is not None else [None] * len(tg), qg
-                        )
-                    ])
+                    torch.stack(
+                        [
+                            _conditional_gradient(
+                                dense(_feature_cost(z, x)) if alpha > 0 else None,
+                                c_bar,
+                                c,
+                                p,
+                                q,
+                                alpha,
+                                t,
+                                max_iter=100,
+                                tol_rel=1e-5,
+                                tol_abs=0.0,
+                            )[0]
+                            for t, x, c, q in zip(
+                                tg, xg, _unstack(cg) if cg is not None else [None] * len(tg), qg
+                            )
+                        ]
+                    )
                     for tg, xg, cg, qg in zip(plans, x_g, c_g, q_g)
                 ]
             else:
@@ -302,9 +334,19 @@ def fgw_barycenter(
                         spread = dense(linearized_cost(tg, cost, c_bar, cg, alpha))
                         eps_abs = epsilon * float((spread.max() - spread.min()).clamp_min(1e-12))
                     tg, log_plans[gi], _ = mirror_descent(
-                        cost, c_bar, cg, p, qg, alpha, tg, eps_abs,
-                        max_iter=inner_iter, tol=0.0, sinkhorn_iter=sinkhorn_iter,
-                        sinkhorn_tol=sinkhorn_tol, sinkhorn_inner=SINKHORN_CHECK_EVERY,
+                        cost,
+                        c_bar,
+                        cg,
+                        p,
+                        qg,
+                        alpha,
+                        tg,
+                        eps_abs,
+                        max_iter=inner_iter,
+                        tol=0.0,
+                        sinkhorn_iter=sinkhorn_iter,
+                        sinkhorn_tol=sinkhorn_tol,
+                        sinkhorn_inner=SINKHORN_CHECK_EVERY,
                         log_plan=log_plans[gi],
                     )
                     new_plans.append(tg)
@@ -316,8 +358,7 @@ def fgw_barycenter(
         if solver != "exact":
             # Sinkhorn leaves a small marginal error; project the couplings exactly onto
             # their constraints and recompute the barycenter from them.
-            plans = [round_to_marginals(t, p.expand_as(t[..., 0]), qg)
-                     for t, qg in zip(plans, q_g)]
+            plans = [round_to_marginals(t, p.expand_as(t[..., 0]), qg) for t, qg in zip(plans, q_g)]
             z, c_bar = update(plans)
             history[-1] = objective(z, c_bar, plans)
     out = [None] * n_inputs
@@ -335,8 +376,23 @@ def _unstack(c: Structure | None) -> list:
     return list(c.unbind(0))
 
 
-def _proximal_low_rank(xs, cs, qs, lam, p, z, c_bar, couplings, alpha, *,
-                       epsilon, max_iter, sinkhorn_iter, sinkhorn_tol, tol) -> Barycenter:
+def _proximal_low_rank(
+    xs,
+    cs,
+    qs,
+    lam,
+    p,
+    z,
+    c_bar,
+    couplings,
+    alpha,
+    *,
+    epsilon,
+    max_iter,
+    sinkhorn_iter,
+    sinkhorn_tol,
+    tol,
+) -> Barycenter:
     """The default solver when every input has the same size and a factored structure.
 
     All M couplings form one (M, n, n_m) batch, and one product ``P = T [X | A | B]`` per
@@ -377,7 +433,7 @@ def _proximal_low_rank(xs, cs, qs, lam, p, z, c_bar, couplings, alpha, *,
 
     def update_and_objective(plan):
         prod = (plan @ basis) @ coeff
-        px, pa, pb = prod[..., :d], prod[..., d:d + r], prod[..., d + r:]
+        px, pa, pb = prod[..., :d], prod[..., d : d + r], prod[..., d + r :]
         z_new = (lam_t[:, None, None] * px).sum(0) * inv_p
         c_new = None
         cols = q  # exact: the plans were projected onto their marginals
@@ -393,8 +449,9 @@ def _proximal_low_rank(xs, cs, qs, lam, p, z, c_bar, couplings, alpha, *,
             )
             quad = (squared_matvec(c_new, p) * p).sum(-1)  # rows sum to p in every plan
             quad = quad + input_quad
-            cross = ((c_new.right.transpose(-1, -2) @ pb)
-                     * (c_new.left.transpose(-1, -2) @ pa)).sum((-1, -2))
+            cross = (
+                (c_new.right.transpose(-1, -2) @ pb) * (c_new.left.transpose(-1, -2) @ pa)
+            ).sum((-1, -2))
             value = value + (1 - alpha) * (quad - 2 * cross)
         return z_new, c_new, pb, float((lam_t * value).sum())
 
@@ -404,15 +461,23 @@ def _proximal_low_rank(xs, cs, qs, lam, p, z, c_bar, couplings, alpha, *,
         for _ in range(max_iter):
             grad = gradient()
             if eps_abs is None:  # relative to the spread of the full linearised cost
-                spread = dense(linearized_cost(
-                    plan, _feature_cost(z, x) if alpha > 0 else None, c_bar, c_in, alpha
-                ))
+                spread = dense(
+                    linearized_cost(
+                        plan, _feature_cost(z, x) if alpha > 0 else None, c_bar, c_in, alpha
+                    )
+                )
                 eps_abs = epsilon * float((spread.amax((-1, -2)) - spread.amin((-1, -2))).max())
                 del spread
             # The previous step's column correction is a good first guess for this one.
             plan, log_plan = mirror_step(
-                log_plan, grad, max(eps_abs, 1e-30), log_p, log_q, log_plan.g.clone(),
-                sinkhorn_iter=sinkhorn_iter, sinkhorn_tol=sinkhorn_tol,
+                log_plan,
+                grad,
+                max(eps_abs, 1e-30),
+                log_p,
+                log_q,
+                log_plan.g.clone(),
+                sinkhorn_iter=sinkhorn_iter,
+                sinkhorn_tol=sinkhorn_tol,
                 sinkhorn_inner=SINKHORN_CHECK_EVERY,
                 # A few sweeps leave a marginal error; the exact projection onto the
                 # constraints keeps every logged objective that of feasible couplings.
@@ -465,9 +530,7 @@ def barycenter_objective(
     return total
 
 
-def wasserstein_barycenter(
-    features: Sequence[ArrayLike], **kwargs
-) -> Barycenter:
+def wasserstein_barycenter(features: Sequence[ArrayLike], **kwargs) -> Barycenter:
     """Fixed-support Wasserstein barycenter: :func:`fgw_barycenter` with ``alpha = 1``."""
     kwargs.pop("structures", None)
     return fgw_barycenter(features, None, alpha=1.0, **kwargs)

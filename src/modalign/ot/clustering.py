@@ -46,8 +46,11 @@ def gw_cluster(
     like = structure.left if isinstance(structure, LowRank) else structure
     p = torch.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
     ones = torch.ones_like(p)
-    mean = float((dense(structure) @ ones).sum()) / n**2 if n <= 4096 else float(
-        (structure.left.T @ ones) @ (structure.right.T @ ones)) / n**2
+    mean = (
+        float((dense(structure) @ ones).sum()) / n**2
+        if n <= 4096
+        else float((structure.left.T @ ones) @ (structure.right.T @ ones)) / n**2
+    )
     off = mean * n_clusters / max(n_clusters - 1, 1)
     target = cluster_structure(n_clusters, off, like)
     q = torch.full((n_clusters,), 1.0 / n_clusters, dtype=like.dtype, device=like.device)
@@ -67,6 +70,35 @@ def gw_cluster(
             best = (plan, history, value)
     plan, _, value = best
     return plan.argmax(1), plan, value
+
+
+def gw_cluster_loss(
+    codes: torch.Tensor,
+    n_clusters: int,
+    *,
+    restarts: int = 1,
+    max_iter: int = 30,
+    random_state: int = 0,
+) -> torch.Tensor:
+    """Differentiable semi-relaxed GW distance of ``codes`` (B, d) to a K-cluster structure.
+
+    The coupling is solved without gradient (:func:`gw_cluster`); by the envelope theorem the
+    gradient of the optimal value with respect to the codes is that of the objective at the
+    fixed coupling, which pulls the codes into K tight, well-separated groups.
+    """
+    sq = (codes[:, None, :] - codes[None, :, :]).pow(2).sum(-1)
+    structure = sq / sq.detach().max().clamp_min(1e-12)
+    with torch.no_grad():
+        _, plan, _ = gw_cluster(
+            structure=structure.detach(),
+            n_clusters=n_clusters,
+            restarts=restarts,
+            max_iter=max_iter,
+            random_state=random_state,
+        )
+    mean = float(structure.detach().mean())
+    target = cluster_structure(n_clusters, mean * n_clusters / max(n_clusters - 1, 1), structure)
+    return fgw_objective(plan.to(structure.dtype), None, structure, target, 0.0)
 
 
 def _row(structure: Structure, i: int) -> torch.Tensor:

@@ -113,11 +113,13 @@ def _add_deficit(plan, rows, cols, a, b) -> torch.Tensor:
     err_b = (b - cols).clamp_min(0)
     mass = err_b.sum(-1, keepdim=True)
     eps = 64 * torch.finfo(plan.dtype).eps
-    scale = torch.where(mass > eps, 1 / mass.clamp_min(torch.finfo(plan.dtype).tiny),
-                        torch.zeros_like(mass))
+    scale = torch.where(
+        mass > eps, 1 / mass.clamp_min(torch.finfo(plan.dtype).tiny), torch.zeros_like(mass)
+    )
     flat = plan.view(-1, *plan.shape[-2:])
-    return flat.baddbmm_(err_a.reshape(-1, plan.shape[-2], 1),
-                         (err_b * scale).reshape(-1, 1, plan.shape[-1])).view(plan.shape)
+    return flat.baddbmm_(
+        err_a.reshape(-1, plan.shape[-2], 1), (err_b * scale).reshape(-1, 1, plan.shape[-1])
+    ).view(plan.shape)
 
 
 def sinkhorn(

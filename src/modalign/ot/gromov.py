@@ -155,7 +155,7 @@ def _prepare(cost, c1, c2, p, q, alpha, like_name: str):
             raise ValueError(f"M has shape {tuple(cost.shape)}, expected (..., {n}, {m})")
     else:
         n, m = cost.shape[-2:]
-    like = (c1 if c1 is not None else cost)
+    like = c1 if c1 is not None else cost
     like = like.left if isinstance(like, LowRank) else like
     p = marginal(p, n, "p", like)
     q = marginal(q, m, "q", like)
@@ -178,20 +178,24 @@ def _line_search(cost, c1, c2, plan, direction, alpha, s_plan):
         dp, dq = direction.sum(-1), direction.sum(-2)
         p, q = plan.sum(-1), plan.sum(-2)
         f1, f2 = squared_matvec(c1, p), squared_matvec(c2, q)
-        lin = lin + (1 - alpha) * (2 * (f1 * dp).sum() + 2 * (f2 * dq).sum()
-                                   - 4 * (s_plan * direction).sum())
+        lin = lin + (1 - alpha) * (
+            2 * (f1 * dp).sum() + 2 * (f2 * dq).sum() - 4 * (s_plan * direction).sum()
+        )
         # The marginal terms are quadratic too when a marginal may move (semi-relaxed GW).
-        quad = (1 - alpha) * ((squared_matvec(c1, dp) * dp).sum()
-                              + (squared_matvec(c2, dq) * dq).sum()
-                              - 2 * (s_dir * direction).sum())
+        quad = (1 - alpha) * (
+            (squared_matvec(c1, dp) * dp).sum()
+            + (squared_matvec(c2, dq) * dq).sum()
+            - 2 * (s_dir * direction).sum()
+        )
     a, b = float(quad), float(lin)
     if a > 0:  # convex along the segment: clipped vertex of the parabola
         return min(1.0, max(0.0, -b / (2 * a))), s_dir
     return (1.0 if a + b < 0 else 0.0), s_dir
 
 
-def _conditional_gradient(cost, c1, c2, p, q, alpha, plan, max_iter, tol_rel, tol_abs,
-                          relaxed: bool = False):
+def _conditional_gradient(
+    cost, c1, c2, p, q, alpha, plan, max_iter, tol_rel, tol_abs, relaxed: bool = False
+):
     """Frank-Wolfe with exact line search; each linear step is an exact OT (network simplex).
 
     With ``relaxed`` only the row marginal is imposed (semi-relaxed GW): the linear step then
@@ -236,8 +240,11 @@ class LogPlan:
 
     @classmethod
     def of(cls, plan: torch.Tensor) -> LogPlan:
-        return cls(plan.clamp_min(0).log(), plan.new_zeros(plan.shape[:-1]),
-                   plan.new_zeros((*plan.shape[:-2], plan.shape[-1])))
+        return cls(
+            plan.clamp_min(0).log(),
+            plan.new_zeros(plan.shape[:-1]),
+            plan.new_zeros((*plan.shape[:-2], plan.shape[-1])),
+        )
 
 
 def mirror_step(
@@ -267,21 +274,42 @@ def mirror_step(
         log_kernel = scale * dense(grad)
     elif isinstance(grad, LowRank):
         f0, g0 = previous.f, previous.g
-        left = torch.cat([grad.left.expand(*f0.shape, grad.rank),
-                          (-epsilon * f0)[..., None], torch.full_like(f0, -epsilon)[..., None]], -1)
-        right = torch.cat([grad.right.expand(*g0.shape, grad.rank),
-                           torch.ones_like(g0)[..., None], g0[..., None]], -1)
+        left = torch.cat(
+            [
+                grad.left.expand(*f0.shape, grad.rank),
+                (-epsilon * f0)[..., None],
+                torch.full_like(f0, -epsilon)[..., None],
+            ],
+            -1,
+        )
+        right = torch.cat(
+            [
+                grad.right.expand(*g0.shape, grad.rank),
+                torch.ones_like(g0)[..., None],
+                g0[..., None],
+            ],
+            -1,
+        )
         log_kernel = previous.kernel
         flat = log_kernel.view(-1, *log_kernel.shape[-2:])
-        flat.baddbmm_(left.reshape(flat.shape[0], *left.shape[-2:]),
-                      right.reshape(flat.shape[0], *right.shape[-2:]).transpose(-1, -2),
-                      alpha=scale)
+        flat.baddbmm_(
+            left.reshape(flat.shape[0], *left.shape[-2:]),
+            right.reshape(flat.shape[0], *right.shape[-2:]).transpose(-1, -2),
+            alpha=scale,
+        )
     else:
-        log_kernel = (previous.kernel + previous.f[..., :, None] + previous.g[..., None, :]
-                      + scale * grad)
+        log_kernel = (
+            previous.kernel + previous.f[..., :, None] + previous.g[..., None, :] + scale * grad
+        )
     f, g, _, _, plan = sinkhorn_potentials(
-        log_kernel, log_p, log_q, None, g,
-        max_iter=sinkhorn_iter, tol=sinkhorn_tol, inner=sinkhorn_inner,
+        log_kernel,
+        log_p,
+        log_q,
+        None,
+        g,
+        max_iter=sinkhorn_iter,
+        tol=sinkhorn_tol,
+        inner=sinkhorn_inner,
         exact_marginals=exact_marginals,
     )
     return plan, LogPlan(log_kernel, f, g)
@@ -324,16 +352,24 @@ def mirror_descent(
     for step in range(1, max_iter + 1):
         grad = linearized_cost(plan, cost, c1, c2, alpha, with_constants=False)
         new_plan, new_log = mirror_step(
-            log_plan if proximal else None, grad, epsilon, log_p, log_q,
+            log_plan if proximal else None,
+            grad,
+            epsilon,
+            log_p,
+            log_q,
             None if proximal else g,
-            sinkhorn_iter=sinkhorn_iter, sinkhorn_tol=sinkhorn_tol, sinkhorn_inner=sinkhorn_inner,
+            sinkhorn_iter=sinkhorn_iter,
+            sinkhorn_tol=sinkhorn_tol,
+            sinkhorn_inner=sinkhorn_inner,
         )
         g = new_log.g
         if proximal:
             log_plan = new_log
         previous, plan = plan, new_plan
-        converged = tol > 0 and step % check_every == 0 and (
-            float((plan - previous).abs().sum((-1, -2)).max()) < tol
+        converged = (
+            tol > 0
+            and step % check_every == 0
+            and (float((plan - previous).abs().sum((-1, -2)).max()) < tol)
         )
         if converged:
             break
@@ -378,31 +414,51 @@ def fused_gromov_wasserstein(
     batch = torch.broadcast_shapes(*(x.shape[:-2] for x in (cost, c1, c2) if x is not None))
     if T0 is None:
         start = _outer(p, q)
-        plan = start.expand(*torch.broadcast_shapes(batch, start.shape[:-2]),
-                            *start.shape[-2:]).clone()
+        plan = start.expand(
+            *torch.broadcast_shapes(batch, start.shape[:-2]), *start.shape[-2:]
+        ).clone()
     else:
         plan = as_tensor(T0, "T0", dtype=like.dtype, device=like.device)
         if tuple(plan.shape[-2:]) != (p.shape[-1], q.shape[-1]):
-            raise ValueError(f"T0 has shape {tuple(plan.shape)}, expected "
-                             f"(..., {p.shape[-1]}, {q.shape[-1]})")
+            raise ValueError(
+                f"T0 has shape {tuple(plan.shape)}, expected (..., {p.shape[-1]}, {q.shape[-1]})"
+            )
         check_finite(plan, "T0")
     info: dict = {}
     with torch.no_grad():
         if solver == "exact":
             if plan.dim() != 2:
-                raise ValueError("the exact solver takes one problem at a time (no batch "
-                                 f"dimension), got plans of shape {tuple(plan.shape)}")
+                raise ValueError(
+                    "the exact solver takes one problem at a time (no batch "
+                    f"dimension), got plans of shape {tuple(plan.shape)}"
+                )
             plan, history = _conditional_gradient(
-                cost, c1, c2, p, q, alpha, plan,
-                max_iter=max_iter or 10_000, tol_rel=tol or 1e-9, tol_abs=tol or 1e-9,
+                cost,
+                c1,
+                c2,
+                p,
+                q,
+                alpha,
+                plan,
+                max_iter=max_iter or 10_000,
+                tol_rel=tol or 1e-9,
+                tol_abs=tol or 1e-9,
             )
             info["loss"] = history
         else:
             if epsilon is None or not epsilon > 0:
                 raise ValueError(f"the {solver} solver needs a positive epsilon, got {epsilon}")
             plan, _, steps = mirror_descent(
-                cost, c1, c2, p, q, alpha, plan, epsilon,
-                proximal=solver == "proximal", max_iter=max_iter or 1000,
+                cost,
+                c1,
+                c2,
+                p,
+                q,
+                alpha,
+                plan,
+                epsilon,
+                proximal=solver == "proximal",
+                max_iter=max_iter or 1000,
                 tol=tol if tol is not None else float_tol(like.dtype, 1e-6, 1e-9),
             )
             info["n_iter"] = steps

@@ -37,8 +37,11 @@ def emd(
     # The simplex needs exactly equal masses; absorb float rounding into b.
     b64 = b64 * (a64.sum() / b64.sum())
     plan, info = pot.emd(
-        a64, b64, np.ascontiguousarray(cost.detach().cpu().double().numpy()),
-        numItermax=max_iter, log=True,
+        a64,
+        b64,
+        np.ascontiguousarray(cost.detach().cpu().double().numpy()),
+        numItermax=max_iter,
+        log=True,
     )
     if info.get("warning"):
         raise RuntimeError(f"emd did not converge: {info['warning']}")

@@ -80,8 +80,8 @@ def sqeuclidean_lowrank(x: ArrayLike, *, normalize: bool = True) -> LowRank:
     left = torch.cat([sq, ones, -2 * x], dim=-1)
     right = torch.cat([ones, sq, x], dim=-1)
     if normalize:
-        scale = sq_distances(x).amax(dim=(-1, -2), keepdim=True).clamp_min(
-            torch.finfo(x.dtype).tiny
+        scale = (
+            sq_distances(x).amax(dim=(-1, -2), keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
         )
         left = left / scale
     return LowRank(left, right)

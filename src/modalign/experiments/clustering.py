@@ -1,0 +1,144 @@
+"""The multi-view clustering protocol behind ``modalign cluster``.
+
+For every seed: preprocess the views (fitted on the data without labels: clustering is
+transductive), in the unaligned setting permute each view's rows independently with
+:func:`~modalign.data.unalign`, run every method, and score its clusters against the labels
+of the rows it clustered. No label is used before scoring, and model selection inside the
+learned methods uses their training objective only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from modalign.data import MultiViewDataset, Preprocessor, load_dataset, unalign
+from modalign.eval import (
+    BASELINES,
+    clustering_scores,
+    kmeans_best_view,
+    merge_records,
+    plot_embedding,
+    read_results,
+    records_from_scores,
+    write_results,
+)
+from modalign.eval.baselines import ALIGNED_ONLY
+from modalign.methods import OTM, OTMConfig
+
+#: Learned methods: name -> mixer of :class:`~modalign.methods.OTMConfig`.
+LEARNED = {"otm": "fgw", "otm-wb": "wb", "mwae": "none"}
+#: Baselines: command-line name -> name in :data:`modalign.eval.BASELINES`.
+BASELINE_NAMES = {
+    "majority": "majority",
+    "kmeans-concat": "kmeans_concat",
+    "kmeans-best-view": "kmeans_best_view",
+    "spectral": "spectral_concat",
+}
+METHODS = (*LEARNED, *BASELINE_NAMES)
+
+
+def _scores(ds: MultiViewDataset, pred) -> dict[str, float]:
+    """Scores of aligned predictions (N,), or the mean over views of per-view predictions
+    given as ``{view index: labels of that view's rows}``."""
+    if isinstance(pred, np.ndarray):
+        return clustering_scores(ds.row_labels(0).cpu().numpy(), pred)
+    per_view = [clustering_scores(ds.row_labels(v).cpu().numpy(), p) for v, p in pred.items()]
+    return {k: float(np.mean([s[k] for s in per_view])) for k in per_view[0]}
+
+
+def run_clustering(
+    dataset: str,
+    *,
+    setting: str = "aligned",
+    methods: Sequence[str] = METHODS,
+    seeds: Sequence[int] = range(5),
+    out: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    preprocess: str = "auto",
+    rate: float = 1.0,
+    config: dict | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict]:
+    """Run the clustering table and return its records (see :mod:`modalign.eval.report`).
+
+    ``out``: write ``results.json``, ``results.md``, ``embedding.png`` and per-run
+    checkpoints there; runs already in ``results.json`` are not repeated (an interrupted
+    table resumes), and each finished run is saved at once. ``config`` overrides fields of
+    :class:`~modalign.methods.OTMConfig` for the learned methods.
+    """
+    if setting not in ("aligned", "unaligned"):
+        raise ValueError(f"setting must be 'aligned' or 'unaligned', got {setting!r}")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}: choose from {list(METHODS)}")
+    aligned = setting == "aligned"
+    if not aligned:
+        refused = [m for m in methods if BASELINE_NAMES.get(m) in ALIGNED_ONLY]
+        if refused:
+            raise ValueError(
+                f"{refused} concatenate views and need aligned rows; drop them "
+                "for the unaligned setting"
+            )
+    raw = load_dataset(dataset, data_dir=data_dir)
+    if raw.labels is None:
+        raise ValueError(f"dataset {dataset!r} has no labels to score clusters against")
+    name = Path(dataset).stem if Path(dataset).suffix else dataset
+    ds = Preprocessor(preprocess).fit(raw).transform(raw)
+    n_clusters = int(raw.labels.max()) + 1
+    out = Path(out) if out is not None else None
+    records = read_results(out) if out is not None and (out / "results.json").exists() else []
+    done = {(r["dataset"], r["setting"], r["method"], r["seed"]) for r in records}
+    say = progress or (lambda _msg: None)
+    embedding = None
+    for seed in seeds:
+        data = ds if aligned else unalign(ds, rate, seed=seed)
+        views = list(data.views)
+        for method in methods:
+            if (name, setting, method, seed) in done:
+                continue
+            start = time.perf_counter()
+            if method in LEARNED:
+                cfg = OTMConfig(n_clusters=n_clusters, mixer=LEARNED[method], **(config or {}))
+                ckpt = (
+                    None if out is None else out / "checkpoints" / f"{method}-{setting}-{seed}.pt"
+                )
+                model = OTM(cfg, random_state=seed).fit(views, aligned=aligned, checkpoint=ckpt)
+                pred = model.predict(views, aligned=aligned)
+                if not aligned:
+                    pred = dict(enumerate(pred))
+                if embedding is None and aligned:
+                    fused, _ = model.fused_codes(views, aligned=True)
+                    embedding = (method, fused.cpu().numpy(), pred)
+            else:
+                if method == "kmeans-best-view":
+                    labels, view = kmeans_best_view(views, n_clusters, seed, aligned=aligned)
+                else:
+                    fn = BASELINES[BASELINE_NAMES[method]]
+                    labels, view = fn(views, n_clusters, seed, aligned=aligned), 0
+                # Unaligned: a single-view clustering is scored on that view's rows.
+                pred = labels if aligned else {view: labels}
+            seconds = time.perf_counter() - start
+            scores = _scores(data, pred)
+            new = records_from_scores(name, setting, method, seed, scores, seconds)
+            records = merge_records(records, new)
+            say(
+                f"{method:>16} seed {seed}: purity {scores['purity']:.3f} "
+                f"accuracy {scores['accuracy']:.3f} nmi {scores['nmi']:.3f} "
+                f"ari {scores['ari']:.3f} ({seconds:.1f} s)"
+            )
+            if out is not None:
+                write_results(out, records)
+    if out is not None and embedding is not None:
+        method, codes, clusters = embedding
+        plot_embedding(
+            codes,
+            clusters,
+            ds.row_labels(0).cpu().numpy(),
+            out / "embedding.png",
+            title=f"{name}: fused {method} codes",
+        )
+    return records
