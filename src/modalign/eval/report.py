@@ -15,9 +15,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import os
-import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,6 +23,7 @@ import numpy as np
 import torch
 
 from modalign.eval.metrics import METRICS
+from modalign.utils import atomic_write
 
 __all__ = [
     "METRIC_LABELS",
@@ -245,29 +244,6 @@ def markdown_table(records: Iterable[Mapping[str, Any]]) -> str:
 
 
 # ---------------------------------------------------------------------------------- files
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write a file so that readers see either the old file or the complete new one.
-
-    ``write`` receives a binary file object on a temporary file in the same folder (so that
-    ``os.replace`` is an atomic rename on one file system); the temporary file is flushed,
-    synced and renamed over ``path``, or removed if ``write`` raises.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # Also on KeyboardInterrupt: never leave the temporary file behind.
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _write_text(path: Path, text: str) -> Path:
     data = text.encode("utf-8")
     return atomic_write(path, lambda f: f.write(data))
