@@ -22,13 +22,15 @@ def gw_cluster(
     structure: Structure | None = None,
     restarts: int = 5,
     max_iter: int = 100,
+    balanced: bool = False,
     random_state: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Cluster points by matching their structure to a K-cluster structure, without labels.
 
     Solves the semi-relaxed GW problem ``min_T sum (C[i,k] - I_K[a,b])^2 T[i,a] T[k,b]``
     over ``T >= 0`` with rows summing to ``1/N`` and free column sums (the cluster sizes),
-    where ``C`` (N, N) is the points' structure (default: squared distances of ``x`` (N, d),
+    (``balanced=True``: clusters of equal mass, an exact GW problem with network-simplex
+    steps), where ``C`` (N, N) is the points' structure (default: squared distances of ``x`` (N, d),
     normalised by their maximum) and ``I_K`` has zeros within clusters and, across, the value
     that makes its mean match ``C``'s. Conditional gradient from ``restarts`` spread-out
     hard initialisations; the run with the lowest objective wins (a label-free choice).
@@ -62,8 +64,22 @@ def gw_cluster(
         dist_to_seeds = torch.stack([_row(structure, s) for s in seeds], -1)
         start = torch.zeros(n, n_clusters, dtype=like.dtype, device=like.device)
         start.scatter_(1, dist_to_seeds.argmin(1, keepdim=True), p[:, None])
+        if balanced:  # a feasible start: the product coupling nudged toward the hard one
+            start = 0.5 * start + 0.5 * p[:, None] * q[None, :]
+            start = start * (q / start.sum(0).clamp_min(1e-30))[None, :]
+            start = start * (p / start.sum(1).clamp_min(1e-30))[:, None]
         plan, history = _conditional_gradient(
-            None, structure, target, p, q, 0.0, start, max_iter, 1e-7, 0.0, relaxed=True
+            None,
+            structure,
+            target,
+            p,
+            q,
+            0.0,
+            start,
+            max_iter,
+            1e-7,
+            0.0,
+            relaxed=not balanced,
         )
         value = float(fgw_objective(plan, None, structure, target, 0.0))
         if best is None or value < best[2]:
