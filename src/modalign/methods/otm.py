@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from modalign.nn import Autoencoder, imq_mmd
-from modalign.ot import fgw_barycenter, wasserstein_barycenter
+from modalign.ot import Barycenter, fgw_barycenter, wasserstein_barycenter
 from modalign.ot.clustering import gw_cluster, gw_cluster_loss
 from modalign.train import load_checkpoint, save_checkpoint
 
@@ -100,7 +100,7 @@ def ot_mix(
     *,
     mixer: str = "fgw",
     alpha: float = 0.5,
-) -> tuple[list[Tensor], object]:
+) -> tuple[list[Tensor], Barycenter]:
     """The OTM mixer: mixed codes for every modality from a batch of each one's codes.
 
     ``codes[m]`` is (n_m, d). Couplings ``T_m`` (n_B, n_m) of the barycenter (held fixed:
