@@ -24,6 +24,7 @@ from modalign.eval.baselines import (
     scale_view,
     spectral_concat,
 )
+from modalign.eval.diagnostics import coupling_quality
 from modalign.eval.metrics import (
     METRICS,
     ari,
@@ -48,6 +49,7 @@ from modalign.eval.report import (
 )
 
 __all__ = [
+    "coupling_quality",
     "ALIGNED_ONLY",
     "BASELINES",
     "METRICS",
