@@ -70,3 +70,30 @@ def test_cluster_rejects_unknown_methods(tmp_path):
     )
     assert result.exit_code == 2
     assert "unknown method" in result.output
+
+
+@pytest.mark.slow
+def test_unaligned_run_reports_coupling_quality(tmp_path):
+    args = [
+        "cluster",
+        "--dataset",
+        "digits",
+        "--setting",
+        "unaligned",
+        "--methods",
+        "otm",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "results.md").read_text()
+    assert "Coupling quality" in report
+    row = next(line for line in report.splitlines() if line.startswith("| otm | 0 |"))
+    same, chance, true_pairs = (float(x) for x in row.strip("|").split("|")[2:5])
+    assert 0 <= same <= 1 and 0 <= true_pairs <= 1
+    assert chance == pytest.approx(0.1, abs=0.01)  # ten balanced digit classes

@@ -19,6 +19,7 @@ from modalign.data import MultiViewDataset, Preprocessor, load_dataset, unalign
 from modalign.eval import (
     BASELINES,
     clustering_scores,
+    coupling_quality,
     kmeans_best_view,
     merge_records,
     plot_embedding,
@@ -48,6 +49,38 @@ def _scores(ds: MultiViewDataset, pred) -> dict[str, float]:
         return clustering_scores(ds.row_labels(0).cpu().numpy(), pred)
     per_view = [clustering_scores(ds.row_labels(v).cpu().numpy(), p) for v, p in pred.items()]
     return {k: float(np.mean([s[k] for s in per_view])) for k in per_view[0]}
+
+
+def _coupling_diagnostic(ds: MultiViewDataset, couplings) -> dict[str, float]:
+    """Quality of the cross-view coupling of views 0 and 1 through the barycenter,
+    ``T_0^T diag(1/p) T_1``: for the report only (labels and true identities)."""
+    t0, t1 = couplings[0], couplings[1]
+    cross = t0.transpose(0, 1) @ (t1 / t0.sum(1, keepdim=True).clamp_min(1e-30))
+    return coupling_quality(
+        cross,
+        ds.row_labels(0).cpu().numpy(),
+        ds.row_labels(1).cpu().numpy(),
+        ds.ids[0].cpu().numpy(),
+        ds.ids[1].cpu().numpy(),
+    )
+
+
+def _diagnostics_markdown(diagnostics: list[dict]) -> str:
+    if not diagnostics:
+        return ""
+    lines = [
+        "## Coupling quality (views 0 and 1, through the barycenter; labels used for this "
+        "report only)",
+        "",
+        "| method | seed | same-class mass | chance | true-pair mass |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for d in diagnostics:
+        lines.append(
+            f"| {d['method']} | {d['seed']} | {d['same_class']:.3f} | "
+            f"{d['chance']:.3f} | {d.get('true_pairs', float('nan')):.4f} |"
+        )
+    return "\n".join(lines)
 
 
 def run_clustering(
@@ -94,6 +127,7 @@ def run_clustering(
     done = {(r["dataset"], r["setting"], r["method"], r["seed"]) for r in records}
     say = progress or (lambda _msg: None)
     embedding = None
+    diagnostics: list[dict] = []
     for seed in seeds:
         data = ds if aligned else unalign(ds, rate, seed=seed)
         views = list(data.views)
@@ -107,11 +141,20 @@ def run_clustering(
                     None if out is None else out / "checkpoints" / f"{method}-{setting}-{seed}.pt"
                 )
                 model = OTM(cfg, random_state=seed).fit(views, aligned=aligned, checkpoint=ckpt)
-                pred = model.predict(views, aligned=aligned)
+                fused, couplings = model.fused_codes(views, aligned=aligned)
+                pred = model.assign_clusters(fused, couplings)
                 if not aligned:
                     pred = dict(enumerate(pred))
+                    diagnostics.append(
+                        {
+                            "dataset": name,
+                            "setting": setting,
+                            "method": method,
+                            "seed": seed,
+                            **_coupling_diagnostic(data, couplings),
+                        }
+                    )
                 if embedding is None and aligned:
-                    fused, _ = model.fused_codes(views, aligned=True)
                     embedding = (method, fused.cpu().numpy(), pred)
             else:
                 if method == "kmeans-best-view":
@@ -131,7 +174,7 @@ def run_clustering(
                 f"ari {scores['ari']:.3f} ({seconds:.1f} s)"
             )
             if out is not None:
-                write_results(out, records)
+                write_results(out, records, extra_markdown=_diagnostics_markdown(diagnostics))
     if out is not None and embedding is not None:
         method, codes, clusters = embedding
         plot_embedding(

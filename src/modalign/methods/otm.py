@@ -312,7 +312,12 @@ class OTM(nn.Module):
     @torch.no_grad()
     def predict(self, views: Sequence[Tensor], *, aligned: bool = True):
         """Cluster labels found without labels: (N,) when aligned, else one array per view."""
-        fused, couplings = self.fused_codes(views, aligned=aligned)
+        return self.assign_clusters(*self.fused_codes(views, aligned=aligned))
+
+    @torch.no_grad()
+    def assign_clusters(self, fused: Tensor, couplings: list[Tensor] | None = None):
+        """Clusters of the fused codes by GW matching; with ``couplings`` (unaligned), each
+        row of view m takes the cluster of the barycenter point it sends most mass to."""
         labels, _, _ = gw_cluster(
             fused,
             self.config.n_clusters,
@@ -323,7 +328,6 @@ class OTM(nn.Module):
         labels = labels.cpu().numpy()
         if couplings is None:
             return labels
-        # Each row of view m takes the cluster of the barycenter point it sends most mass to.
         return [labels[t.argmax(0).cpu().numpy()] for t in couplings]
 
 
