@@ -47,8 +47,9 @@ class OTMConfig:
     toward the same K-cluster structure after the warm-up (DESIGN.md 2.1), 0 to disable.
     ``cluster_balanced``: the clustering head matches clusters of equal mass (exact GW);
     the semi-relaxed variant (free cluster sizes) collapsed to a few clusters on ORL.
-    ``lambda_mmd`` is small by default: at 0.1 the prior term erased the cluster structure
-    of the codes (ORL purity 0.31 against 0.57 at 0).
+    ``lambda_mmd`` is small by default: at 0.1 and above the prior term pulled the codes into
+    one Gaussian blob and erased their cluster structure (see docs/results.md on how these
+    defaults were chosen).
     """
 
     n_clusters: int

@@ -288,15 +288,17 @@ def fgw_barycenter(
             )
         return z_new, c_new
 
+    order = [i for idx in group_list for i in idx]
+
     def objective(z, c_bar, plans):
-        return sum(
-            float(
-                (
-                    lg
-                    * fgw_objective(t, _feature_cost(z, x) if alpha > 0 else None, c_bar, cg, alpha)
-                ).sum()
-            )
-            for lg, t, x, cg in zip(lam_g, plans, x_g, c_g)
+        return barycenter_objective(
+            z,
+            c_bar,
+            [xs[i] for i in order],
+            [cs[i] for i in order] if cs else None,
+            [t for tg in plans for t in tg.unbind(0)],
+            alpha,
+            [lam[i] for i in order],
         )
 
     eps_abs: float | None = None
@@ -362,9 +364,8 @@ def fgw_barycenter(
             z, c_bar = update(plans)
             history[-1] = objective(z, c_bar, plans)
     out = [None] * n_inputs
-    for idx, tg in zip(group_list, plans):
-        for i, t in zip(idx, tg.unbind(0)):
-            out[i] = t
+    for i, t in zip(order, (t for tg in plans for t in tg.unbind(0))):
+        out[i] = t
     return Barycenter(z, c_bar, out, history)
 
 

@@ -122,7 +122,7 @@ def linearized_cost(
 
 
 # ----------------------------------------------------------------------------- input handling
-def _prepare(cost, c1, c2, p, q, alpha, like_name: str):
+def _prepare(cost, c1, c2, p, q, alpha):
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
     ref = c1 if c1 is not None else cost
@@ -410,7 +410,7 @@ def fused_gromov_wasserstein(
     """
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}: choose one of {SOLVERS}")
-    cost, c1, c2, p, q, like = _prepare(M, C1, C2, p, q, alpha, "M")
+    cost, c1, c2, p, q, like = _prepare(M, C1, C2, p, q, alpha)
     batch = torch.broadcast_shapes(*(x.shape[:-2] for x in (cost, c1, c2) if x is not None))
     if T0 is None:
         start = _outer(p, q)

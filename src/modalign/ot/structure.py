@@ -133,13 +133,6 @@ def sandwich(c1: Structure, t: torch.Tensor, c2: Structure) -> torch.Tensor:
     return c1 @ t @ c2.transpose(-1, -2)
 
 
-def sandwich_factors(c1: Structure, t: torch.Tensor, c2: Structure):
-    """``C1 T C2^T`` as factors (U, V) with ``U V^T`` equal to it, when both are low rank."""
-    assert isinstance(c1, LowRank) and isinstance(c2, LowRank)
-    core = c1.right.transpose(-1, -2) @ (t @ c2.right)
-    return c1.left @ core, c2.left
-
-
 def squared_matvec(c: Structure, w: torch.Tensor) -> torch.Tensor:
     """``(C * C) @ w`` (elementwise square), O(n r^2) for factored ``C``."""
     if isinstance(c, LowRank):
