@@ -85,6 +85,9 @@ def test_fit_predict_clusters_better_than_chance(digits_views):
     assert scores["nmi"] > 0.2  # chance is ~0.05 for 10 classes and 200 samples
     codes = model.transform(views)
     assert [tuple(c.shape) for c in codes] == [(200, 8), (200, 8)]
+    fused, couplings = model.fused_codes(views, aligned=True)
+    assert couplings is None
+    assert torch.equal(fused, torch.cat([c.double() for c in codes], dim=1))
 
 
 def test_unaligned_result_does_not_depend_on_the_original_pairing(digits_views):
@@ -140,3 +143,5 @@ def test_bad_input_is_named():
         OTM(small_config()).fit([torch.zeros(10, 3)])
     with pytest.raises(ValueError, match="mixer"):
         small_config(mixer="average")
+    with pytest.raises(ValueError, match="cluster_structure"):
+        small_config(cluster_structure="kernel")

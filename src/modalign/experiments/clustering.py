@@ -141,10 +141,18 @@ def run_clustering(
                     None if out is None else out / "checkpoints" / f"{method}-{setting}-{seed}.pt"
                 )
                 model = OTM(cfg, random_state=seed).fit(views, aligned=aligned, checkpoint=ckpt)
-                fused, couplings = model.fused_codes(views, aligned=aligned)
-                pred = model.assign_clusters(fused, couplings)
+                pred = model.predict(views, aligned=aligned)
+                if embedding is None:  # the plot: fused codes, or view 0's codes if unaligned
+                    codes = (
+                        model.fused_codes(views, aligned=True)[0]
+                        if aligned
+                        else model.transform(views)[0]
+                    )
+                    clusters = pred if aligned else pred[0]
+                    embedding = (method, codes.cpu().numpy(), clusters, data.row_labels(0))
                 if not aligned:
                     pred = dict(enumerate(pred))
+                    couplings = model.fused_codes(views, aligned=False)[1]
                     diagnostics.append(
                         {
                             "dataset": name,
@@ -154,8 +162,6 @@ def run_clustering(
                             **_coupling_diagnostic(data, couplings),
                         }
                     )
-                if embedding is None and aligned:
-                    embedding = (method, fused.cpu().numpy(), pred)
             else:
                 if method == "kmeans-best-view":
                     labels, view = kmeans_best_view(views, n_clusters, seed, aligned=aligned)
@@ -176,12 +182,12 @@ def run_clustering(
             if out is not None:
                 write_results(out, records, extra_markdown=_diagnostics_markdown(diagnostics))
     if out is not None and embedding is not None:
-        method, codes, clusters = embedding
+        method, codes, clusters, labels = embedding
         plot_embedding(
             codes,
             clusters,
-            ds.row_labels(0).cpu().numpy(),
+            labels.cpu().numpy(),
             out / "embedding.png",
-            title=f"{name}: fused {method} codes",
+            title=f"{name}: {'fused' if aligned else 'view 0'} {method} codes",
         )
     return records

@@ -10,12 +10,12 @@ Where this differs from the public implementation (and why):
   * Mixed codes use barycentric projections ``diag(1/p) T_m Z_m`` and ``diag(1/q_m) T_m^T Z``
     (the paper's N_B scaling); the public code omits the scaling, so its mixed codes shrink by
     about N^2.
-  * Clusters come from semi-relaxed GW matching of the fused codes to a K-cluster structure
-    (:func:`modalign.ot.clustering.gw_cluster`), with no label anywhere; the public code picks
-    its best epoch by accuracy on the evaluation labels.
+  * Clusters come from balanced GW matching of the fused codes' kNN-graph structure to a
+    K-cluster structure (:func:`modalign.ot.clustering.gw_cluster`), with no label anywhere;
+    the public code picks its best epoch by accuracy on the evaluation labels.
   * In the unaligned setting nothing uses the row correspondence: batches of different
-    modalities are drawn independently, and the fused representation at evaluation is again a
-    barycenter whose couplings send each modality's rows to the barycenter's clusters.
+    modalities are drawn independently, and at evaluation each modality's rows are clustered
+    from their own codes (see :meth:`OTM.predict`).
 """
 
 from __future__ import annotations
@@ -24,15 +24,17 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from modalign.nn import Autoencoder, imq_mmd
-from modalign.ot import Barycenter, fgw_barycenter, wasserstein_barycenter
-from modalign.ot.clustering import gw_cluster, gw_cluster_loss
+from modalign.ot import Barycenter, fgw_barycenter, graph_structure, wasserstein_barycenter
+from modalign.ot.clustering import gw_cluster, gw_cluster_loss, spectral_embedding
 from modalign.train import load_checkpoint, save_checkpoint
 
 MIXERS = ("fgw", "wb", "none")
+CLUSTER_STRUCTURES = ("graph", "sqeuclidean")
 
 
 @dataclass
@@ -47,6 +49,10 @@ class OTMConfig:
     toward the same K-cluster structure after the warm-up (DESIGN.md 2.1), 0 to disable.
     ``cluster_balanced``: the clustering head matches clusters of equal mass (exact GW);
     the semi-relaxed variant (free cluster sizes) collapsed to a few clusters on ORL.
+    ``cluster_structure``: the fused codes' structure the head matches, ``"graph"`` (a
+    self-tuning kNN affinity, :func:`modalign.ot.graph_structure`, with ``cluster_neighbors``
+    neighbours, default half the mean cluster size and at least 5) or ``"sqeuclidean"``
+    (squared distances: balanced k-means in GW form).
     ``lambda_mmd`` is small by default: at 0.1 and above the prior term pulled the codes into
     one Gaussian blob and erased their cluster structure (see docs/results.md on how these
     defaults were chosen).
@@ -64,8 +70,10 @@ class OTMConfig:
     lambda_mmd: float = 0.001
     lambda_mix: float = 1.0
     lambda_cluster: float = 0.0
-    cluster_restarts: int = 5
+    cluster_restarts: int = 6
     cluster_balanced: bool = True
+    cluster_structure: str = "graph"
+    cluster_neighbors: int | None = None
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -75,6 +83,11 @@ class OTMConfig:
             raise ValueError(f"n_clusters must be positive, got {self.n_clusters}")
         if not 0 <= self.alpha <= 1:
             raise ValueError(f"alpha must lie in [0, 1], got {self.alpha}")
+        if self.cluster_structure not in CLUSTER_STRUCTURES:
+            raise ValueError(
+                f"cluster_structure must be one of {CLUSTER_STRUCTURES}, "
+                f"got {self.cluster_structure!r}"
+            )
         if self.epochs < 1 or self.batch_size < 2:
             raise ValueError("epochs must be >= 1 and batch_size >= 2")
 
@@ -294,13 +307,15 @@ class OTM(nn.Module):
     def fused_codes(self, views: Sequence[Tensor], *, aligned: bool = True):
         """The fused representation and how each view's rows map onto it.
 
-        Aligned: the mean of the views' codes per sample, (N, d), rows map to themselves.
+        Aligned: the views' codes of each sample side by side, (N, M * d). Concatenation keeps
+        every view's geometry; on digits (the development data) it clustered 0.08-0.10 more
+        accurately than the mean of the codes, for OTM and its ablation alike.
         Unaligned: the FGW barycenter of the views' codes (its support the size of the largest
-        view), and each view's couplings to it, from which its rows get their cluster.
+        view) and each view's coupling to it (used for the coupling-quality diagnostic).
         """
         codes = [z.double() for z in self.transform(views)]
         if aligned:
-            return torch.stack(codes).mean(0), None
+            return torch.cat(codes, dim=1), None
         # Rows in content order, so that the result does not depend on how they came.
         orders = [canonical_order(v) for v in views]
         bary = fgw_barycenter([z[o] for z, o in zip(codes, orders)], alpha=self.config.alpha)
@@ -312,24 +327,45 @@ class OTM(nn.Module):
 
     @torch.no_grad()
     def predict(self, views: Sequence[Tensor], *, aligned: bool = True):
-        """Cluster labels found without labels: (N,) when aligned, else one array per view."""
-        return self.assign_clusters(*self.fused_codes(views, aligned=aligned))
+        """Cluster labels found without labels: (N,) when aligned, else one array per view.
+
+        Aligned: the clusters of the fused codes. Unaligned: each view's rows are clustered
+        from their own codes; the other views reach them only through training (the mixer).
+        Clustering them through the barycenter's couplings instead was measured on digits
+        (the development data) and lost 0.13 accuracy, as the couplings do not recover the
+        correspondence (docs/results.md).
+        """
+        if aligned:
+            return self.assign_clusters(self.fused_codes(views, aligned=True)[0])
+        labels = []
+        for view, codes in zip(views, self.transform(views)):
+            # Rows in content order, so that the clusters do not depend on how rows came.
+            order = canonical_order(view).numpy()
+            own = np.empty(len(order), dtype=np.int64)
+            own[order] = self.assign_clusters(codes.double()[order])
+            labels.append(own)
+        return labels
 
     @torch.no_grad()
-    def assign_clusters(self, fused: Tensor, couplings: list[Tensor] | None = None):
-        """Clusters of the fused codes by GW matching; with ``couplings`` (unaligned), each
-        row of view m takes the cluster of the barycenter point it sends most mass to."""
+    def assign_clusters(self, codes: Tensor):
+        """Clusters (N,) of codes (N, d) by balanced GW matching of their structure to K
+        clusters (:func:`modalign.ot.clustering.gw_cluster`), as a numpy array."""
+        cfg = self.config
+        structure = embedding = None
+        if cfg.cluster_structure == "graph":
+            neighbors = cfg.cluster_neighbors or max(5, round(len(codes) / (2 * cfg.n_clusters)))
+            structure = graph_structure(codes, neighbors)
+            embedding = spectral_embedding(1 - structure, cfg.n_clusters)
         labels, _, _ = gw_cluster(
-            fused,
-            self.config.n_clusters,
-            restarts=self.config.cluster_restarts,
-            balanced=self.config.cluster_balanced,
+            codes,
+            cfg.n_clusters,
+            structure=structure,
+            embedding=embedding,
+            restarts=cfg.cluster_restarts,
+            balanced=cfg.cluster_balanced,
             random_state=self.random_state,
         )
-        labels = labels.cpu().numpy()
-        if couplings is None:
-            return labels
-        return [labels[t.argmax(0).cpu().numpy()] for t in couplings]
+        return labels.cpu().numpy()
 
 
 def canonical_order(view: Tensor) -> Tensor:

@@ -23,6 +23,7 @@ from modalign.ot.gromov import (
 from modalign.ot.lp import emd
 from modalign.ot.structure import (
     LowRank,
+    graph_structure,
     kernel_structure,
     normalize_structure,
     sq_distances,
@@ -39,6 +40,7 @@ __all__ = [
     "fused_gromov_wasserstein",
     "fused_gromov_wasserstein2",
     "gaussian_w2",
+    "graph_structure",
     "gromov_wasserstein",
     "gromov_wasserstein2",
     "kernel_structure",

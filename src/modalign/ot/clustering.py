@@ -6,7 +6,7 @@ import torch
 
 from modalign.ot._checks import ArrayLike, as_tensor, check_finite
 from modalign.ot.gromov import _conditional_gradient, fgw_objective
-from modalign.ot.structure import LowRank, Structure, dense, sqeuclidean_lowrank
+from modalign.ot.structure import LowRank, Structure, dense, sq_distances, sqeuclidean_lowrank
 
 
 def cluster_structure(n_clusters: int, off_diagonal: float, like: torch.Tensor) -> torch.Tensor:
@@ -23,6 +23,7 @@ def gw_cluster(
     restarts: int = 5,
     max_iter: int = 100,
     balanced: bool = False,
+    embedding: torch.Tensor | None = None,
     random_state: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Cluster points by matching their structure to a K-cluster structure, without labels.
@@ -33,7 +34,11 @@ def gw_cluster(
     steps), where ``C`` (N, N) is the points' structure (default: squared distances of ``x`` (N, d),
     normalised by their maximum) and ``I_K`` has zeros within clusters and, across, the value
     that makes its mean match ``C``'s. Conditional gradient from ``restarts`` spread-out
-    hard initialisations; the run with the lowest objective wins (a label-free choice).
+    hard initialisations, cycling over three kinds: k-means++ and a few Lloyd steps in
+    ``embedding`` (N, e) if given (e.g. :func:`spectral_embedding` for a graph structure) and
+    in the structure's classical scaling (principal coordinates for squared distances), and
+    k-means++ on the structure's rows; the run with the lowest objective wins (a label-free
+    choice).
     Returns ``(labels (N,), plan (N, K), objective)``.
     """
     if structure is None:
@@ -57,13 +62,19 @@ def gw_cluster(
     target = cluster_structure(n_clusters, off, like)
     q = torch.full((n_clusters,), 1.0 / n_clusters, dtype=like.dtype, device=like.device)
     gen = torch.Generator().manual_seed(random_state)
+    if embedding is not None and embedding.shape[0] != n:
+        raise ValueError(f"embedding has {embedding.shape[0]} rows, the structure {n}")
+    # Starts cycle over embeddings: each kind of start finds different local optima of this
+    # non-convex problem, and the objective (not any label) picks among them.
+    embeddings = [
+        e for e in (embedding, _classical_embedding(structure, n_clusters)) if e is not None
+    ]
+    embeddings.append(None)
     best = None
-    for _ in range(max(1, restarts)):
-        seeds = _spread_seeds(structure, n_clusters, gen)
-        # Hard start: each point to the cluster of its closest seed.
-        dist_to_seeds = torch.stack([_row(structure, s) for s in seeds], -1)
+    for restart in range(max(1, restarts)):
         start = torch.zeros(n, n_clusters, dtype=like.dtype, device=like.device)
-        start.scatter_(1, dist_to_seeds.argmin(1, keepdim=True), p[:, None])
+        kind = embeddings[restart % len(embeddings)]
+        start.scatter_(1, _hard_start(structure, kind, n_clusters, gen)[:, None], p[:, None])
         if balanced:  # a feasible start: the product coupling nudged toward the hard one
             start = 0.5 * start + 0.5 * p[:, None] * q[None, :]
             start = start * (q / start.sum(0).clamp_min(1e-30))[None, :]
@@ -121,6 +132,61 @@ def _row(structure: Structure, i: int) -> torch.Tensor:
     if isinstance(structure, LowRank):
         return structure.left[i] @ structure.right.T
     return structure[i]
+
+
+#: Above this many points the structure is not densified for an embedding; starts then seed
+#: on the structure's rows directly.
+_EMBED_MAX = 4096
+
+
+def _classical_embedding(structure: Structure, k: int) -> torch.Tensor | None:
+    """Classical scaling of a dissimilarity: the top-``k`` eigenvectors of ``-J C J / 2``
+    (J the centring matrix), scaled by the square roots of their eigenvalues, (n, k).
+
+    For squared distances these are the points' principal coordinates; for ``1 - W`` they are
+    the leading eigenvectors of the centred affinity, a spectral embedding. Either way nearby
+    rows in the embedding are rows the structure calls close, which makes good starts.
+    """
+    n = structure.shape[-1]
+    if n > _EMBED_MAX:
+        return None
+    c = dense(structure).double()
+    c = 0.5 * (c + c.T)
+    gram = -0.5 * (c - c.mean(0, keepdim=True) - c.mean(1, keepdim=True) + c.mean())
+    values, vectors = torch.linalg.eigh(gram)
+    top = min(k, n)
+    return vectors[:, -top:] * values[-top:].clamp_min(0).sqrt()
+
+
+def spectral_embedding(affinity: torch.Tensor, k: int) -> torch.Tensor:
+    """Ng-Jordan-Weiss spectral embedding (n, k) of a symmetric non-negative affinity (n, n):
+    the top-``k`` eigenvectors of ``D^-1/2 W D^-1/2``, rows scaled to unit length. The
+    starts of :func:`gw_cluster` for a graph structure ``1 - W``."""
+    w = affinity.double()
+    inv_sqrt = w.sum(1).clamp_min(1e-30).rsqrt()
+    _, vectors = torch.linalg.eigh(inv_sqrt[:, None] * w * inv_sqrt[None, :])
+    top = vectors[:, -min(k, len(w)) :]
+    return top / top.norm(dim=1, keepdim=True).clamp_min(1e-30)
+
+
+def _hard_start(
+    structure: Structure, embedding: torch.Tensor | None, k: int, gen: torch.Generator
+) -> torch.Tensor:
+    """Cluster indices (n,) of one start: k-means++ seeds then Lloyd steps in the embedding
+    (or, without one, each row to its nearest seed by the structure itself)."""
+    if embedding is None:
+        seeds = _spread_seeds(structure, k, gen)
+        return torch.stack([_row(structure, s) for s in seeds], -1).argmin(1)
+    dist = sq_distances(embedding)
+    seeds = _spread_seeds(dist, k, gen)
+    centres = embedding[seeds]
+    for _ in range(10):
+        assign = torch.cdist(embedding, centres).argmin(1)
+        for a in range(k):
+            members = embedding[assign == a]
+            if len(members):
+                centres[a] = members.mean(0)
+    return torch.cdist(embedding, centres).argmin(1)
 
 
 def _spread_seeds(structure: Structure, k: int, gen: torch.Generator) -> list[int]:
