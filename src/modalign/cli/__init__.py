@@ -8,6 +8,7 @@ from modalign import __version__
 from modalign.cli.cluster import cluster
 from modalign.cli.data import app as data_app
 from modalign.cli.demo import demo
+from modalign.cli.federated import app as federated_app
 
 app = typer.Typer(
     name="modalign",
@@ -16,6 +17,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_app, name="data")
+app.add_typer(federated_app, name="federated")
 app.command("demo")(demo)
 app.command("cluster")(cluster)
 

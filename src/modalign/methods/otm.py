@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from modalign.nn import Autoencoder, imq_mmd
+from modalign.nn import Autoencoder, imq_mmd, reconstruction_error
 from modalign.ot import Barycenter, fgw_barycenter, graph_structure, wasserstein_barycenter
 from modalign.ot.clustering import gw_cluster, gw_cluster_loss, spectral_embedding
 from modalign.train import load_checkpoint, save_checkpoint
@@ -258,7 +258,8 @@ class OTM(nn.Module):
             ]
             codes = [ae.encode(x) for ae, x in zip(self.autoencoders, batch)]
             rec = sum(
-                _sq_error(ae.decode(z), x) for ae, z, x in zip(self.autoencoders, codes, batch)
+                reconstruction_error(ae.decode(z), x)
+                for ae, z, x in zip(self.autoencoders, codes, batch)
             )
             prior = torch.randn((len(codes), *codes[0].shape), generator=gen).to(codes[0])
             mmd = sum(imq_mmd(z, prior[m, : len(z)]) for m, z in enumerate(codes))
@@ -267,7 +268,8 @@ class OTM(nn.Module):
             if mixing:
                 mixed, _ = ot_mix(codes, gen, mixer=cfg.mixer, alpha=cfg.alpha)
                 mixed_loss = sum(
-                    _sq_error(ae.decode(z), x) for ae, z, x in zip(self.autoencoders, mixed, batch)
+                    reconstruction_error(ae.decode(z), x)
+                    for ae, z, x in zip(self.autoencoders, mixed, batch)
                 )
                 loss = loss + cfg.lambda_mix * mixed_loss
             cluster_loss = torch.zeros(())
@@ -378,15 +380,6 @@ def canonical_order(view: Tensor) -> Tensor:
         v.shape[1], generator=torch.Generator().manual_seed(7), dtype=torch.float64
     )
     return torch.argsort(v @ direction, stable=True)
-
-
-def _sq_error(x_hat: Tensor, x: Tensor) -> Tensor:
-    """Squared error summed over features, averaged over rows: ``mean_i |x_i - x^_i|^2``.
-
-    Summing (not averaging) over features keeps the scale of a row's norm, so views of very
-    different widths weigh alike after row normalisation or z-scoring per feature is undone.
-    """
-    return ((x_hat - x) ** 2).sum(-1).mean()
 
 
 def _plain(d: dict) -> dict:

@@ -1,4 +1,4 @@
-"""Latent regularisers."""
+"""Losses shared by the methods: reconstruction error and latent regularisers."""
 
 from __future__ import annotations
 
@@ -25,3 +25,12 @@ def imq_mmd(z: Tensor, prior: Tensor, scales: tuple[float, ...] = (0.1, 0.2, 0.5
         k = c / (c + sq)
         total = total + k[:n, :n][off_zz].mean() + k[n:, n:][off_pp].mean() - 2 * k[:n, n:].mean()
     return total
+
+
+def reconstruction_error(x_hat: Tensor, x: Tensor) -> Tensor:
+    """Squared error summed over features, averaged over rows: ``mean_i |x_i - x^_i|^2``.
+
+    Summing (not averaging) over features keeps the scale of a row's norm, so views of very
+    different widths weigh alike after row normalisation or per-feature z-scoring.
+    """
+    return ((x_hat - x) ** 2).sum(-1).mean()
