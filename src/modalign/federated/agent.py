@@ -31,7 +31,7 @@ from torch import Tensor
 from modalign.data import Preprocessor, load_dataset, unalign
 from modalign.federated.config import FederatedConfig
 from modalign.federated.privacy import PrivacyReport, privacy_report, privatise_codes
-from modalign.methods.otm import canonical_order
+from modalign.methods.otm import LOSS_TERMS, add_loss_terms, canonical_order
 from modalign.nn import Autoencoder, imq_mmd, reconstruction_error
 from modalign.ot.clustering import gw_cluster_loss
 
@@ -172,7 +172,7 @@ class Agent:
                 f"{len(cross_slots)} batches of slots"
             )
         gen = torch.Generator().manual_seed(agent_seed(self.config.seed, self.modality) + round_)
-        totals = {"loss": 0.0, "reconstruction": 0.0, "mixed": 0.0, "mmd": 0.0, "cluster": 0.0}
+        totals = dict.fromkeys(LOSS_TERMS, 0.0)
         returned: list[np.ndarray] = []
         self.autoencoder.train()
         for b, slots in enumerate(batches):
@@ -215,14 +215,7 @@ class Agent:
             if target is not None and target.grad is not None:
                 returned.append(target.grad.detach().float().numpy())
             self.optimiser.step()
-            for key, value in (
-                ("loss", loss),
-                ("reconstruction", rec),
-                ("mixed", mixed_loss),
-                ("mmd", mmd),
-                ("cluster", cluster_loss),
-            ):
-                totals[key] += float(value.detach()) / len(batches)
+            add_loss_terms(totals, len(batches), loss, rec, mixed_loss, mmd, cluster_loss)
         return totals, (returned or None)
 
     def _slots(self, slots: np.ndarray, what: str) -> Tensor:

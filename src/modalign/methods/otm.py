@@ -250,7 +250,7 @@ class OTM(nn.Module):
             ]
         n_batches = max(1, min(sizes) // cfg.batch_size)
         mixing = cfg.mixer != "none" and epoch >= cfg.warmup_epochs
-        totals = {"loss": 0.0, "reconstruction": 0.0, "mixed": 0.0, "mmd": 0.0, "cluster": 0.0}
+        totals = dict.fromkeys(LOSS_TERMS, 0.0)
         self.train()
         for b in range(n_batches):
             batch = [
@@ -281,14 +281,7 @@ class OTM(nn.Module):
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            for key, value in (
-                ("loss", loss),
-                ("reconstruction", rec),
-                ("mixed", mixed_loss),
-                ("mmd", mmd),
-                ("cluster", cluster_loss),
-            ):
-                totals[key] += float(torch.as_tensor(value).detach()) / n_batches
+            add_loss_terms(totals, n_batches, loss, rec, mixed_loss, mmd, cluster_loss)
         return totals
 
     # ------------------------------------------------------------------ inference
@@ -368,6 +361,16 @@ class OTM(nn.Module):
             random_state=self.random_state,
         )
         return labels.cpu().numpy()
+
+
+#: The terms of OTM's loss that training logs, per epoch (OTM) or per round (federated agents).
+LOSS_TERMS = ("loss", "reconstruction", "mixed", "mmd", "cluster")
+
+
+def add_loss_terms(totals: dict[str, float], n_batches: int, *values) -> None:
+    """Add one batch's loss terms (in :data:`LOSS_TERMS` order) to the epoch's means."""
+    for key, value in zip(LOSS_TERMS, values, strict=True):
+        totals[key] += float(torch.as_tensor(value).detach()) / n_batches
 
 
 def canonical_order(view: Tensor) -> Tensor:
