@@ -1,6 +1,28 @@
-"""Neural building blocks shared by the methods: MLPs and latent regularisers."""
+"""Neural building blocks shared by the methods: MLPs, fusion layers and losses."""
 
+from modalign.nn.fusion import (
+    FUSIONS,
+    Fusion,
+    LateFusion,
+    LowRankTensorFusion,
+    MultiplicativeInteraction,
+    TensorFusion,
+    make_fusion,
+)
 from modalign.nn.losses import imq_mmd, reconstruction_error
 from modalign.nn.mlp import Autoencoder, hidden_width, mlp
 
-__all__ = ["Autoencoder", "hidden_width", "imq_mmd", "mlp", "reconstruction_error"]
+__all__ = [
+    "FUSIONS",
+    "Autoencoder",
+    "Fusion",
+    "LateFusion",
+    "LowRankTensorFusion",
+    "MultiplicativeInteraction",
+    "TensorFusion",
+    "hidden_width",
+    "imq_mmd",
+    "make_fusion",
+    "mlp",
+    "reconstruction_error",
+]
