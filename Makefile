@@ -17,12 +17,12 @@ demo: $(BIN)/modalign
 	$(BIN)/modalign demo
 
 test: $(BIN)/modalign
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/python -m pytest -q
 
 lint: $(BIN)/modalign
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 bench: $(BIN)/modalign
 	$(BIN)/python benchmarks/ot_vs_pot.py --sizes 500 1000

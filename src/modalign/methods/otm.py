@@ -303,7 +303,7 @@ class OTM(nn.Module):
         """The fused representation and how each view's rows map onto it.
 
         Aligned: the views' codes of each sample side by side, (N, M * d). Concatenation keeps
-        every view's geometry; on digits (the development data) it clustered 0.08-0.10 more
+        every view's geometry; on digits (the development data) it clustered 0.08-0.14 more
         accurately than the mean of the codes, for OTM and its ablation alike.
         Unaligned: the FGW barycenter of the views' codes (its support the size of the largest
         view) and each view's coupling to it (used for the coupling-quality diagnostic).
@@ -327,7 +327,7 @@ class OTM(nn.Module):
         Aligned: the clusters of the fused codes. Unaligned: each view's rows are clustered
         from their own codes; the other views reach them only through training (the mixer).
         Clustering them through the barycenter's couplings instead was measured on digits
-        (the development data) and lost 0.13 accuracy, as the couplings do not recover the
+        (the development data) and lost 0.14-0.23 accuracy: the couplings do not recover the
         correspondence (docs/results.md).
         """
         if aligned:
