@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from modalign.cli._errors import user_errors
+
 DEFAULT_METHODS = "otm,otm-wb,mwae,majority,kmeans-concat,kmeans-best-view,spectral"
 
 
@@ -25,13 +27,13 @@ def cluster(
 ) -> None:
     """Train and evaluate clustering methods; write results.json, results.md and a plot."""
     from modalign.eval import markdown_table
-    from modalign.experiments import run_clustering
+    from modalign.experiments.clustering import ALIGNED_ONLY_METHODS, run_clustering
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
     if setting == "unaligned" and methods == DEFAULT_METHODS:
-        names = [m for m in names if m not in ("kmeans-concat", "spectral")]
+        names = [m for m in names if m not in ALIGNED_ONLY_METHODS]
     start = time.perf_counter()
-    try:
+    with user_errors(ValueError, FileNotFoundError):
         records = run_clustering(
             dataset,
             setting=setting,
@@ -46,9 +48,6 @@ def cluster(
             else {"epochs": epochs, "warmup_epochs": max(1, epochs // 4)},
             progress=None if as_json else typer.echo,
         )
-    except (ValueError, FileNotFoundError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
     if as_json:
         typer.echo(json.dumps(records, indent=1))
         return

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import typer
 
+from modalign.cli._errors import user_errors
+
 DEMO_METHODS = "otm,mwae,majority,kmeans-concat,kmeans-best-view,spectral"
 
 
@@ -24,17 +26,17 @@ def demo(
 ) -> None:
     """Cluster the digits' two views (left and right image halves) with OTM and baselines."""
     from modalign.eval import markdown_table
-    from modalign.experiments import run_clustering
+    from modalign.experiments.clustering import ALIGNED_ONLY_METHODS, run_clustering
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
     if setting == "unaligned":
-        names = [m for m in names if m not in ("kmeans-concat", "spectral")]
+        names = [m for m in names if m not in ALIGNED_ONLY_METHODS]
     typer.echo(
         f"digits (1797 images, left and right halves as two views), {setting}, "
         f"{seeds} seed(s), {epochs} epochs"
     )
     start = time.perf_counter()
-    try:
+    with user_errors(ValueError):
         records = run_clustering(
             "digits",
             setting=setting,
@@ -44,9 +46,6 @@ def demo(
             config={"epochs": epochs, "warmup_epochs": max(1, epochs // 5)},
             progress=typer.echo,
         )
-    except ValueError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
     typer.echo("")
     typer.echo(markdown_table(records))
     typer.echo(

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from modalign.cli._errors import user_errors
+
 app = typer.Typer(
     help="Federated OTM: agents that each hold one modality; only codes travel.",
     no_args_is_help=True,
@@ -43,7 +45,7 @@ def simulate(
     from modalign.federated.server import run_federated
     from modalign.methods import OTMConfig
 
-    try:
+    with user_errors(ValueError, FileNotFoundError):
         raw = load_dataset(dataset, data_dir=data_dir)
         if raw.labels is None:
             raise ValueError(f"dataset {dataset!r} has no labels to score clusters against")
@@ -95,9 +97,6 @@ def simulate(
             result = run_simulation(config, raw.n_views)
         else:
             raise ValueError(f"engine must be 'flower' or 'local', got {engine!r}")
-    except (ValueError, FileNotFoundError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
     if as_json:
         typer.echo(json.dumps(result.records, indent=1))
         return
@@ -133,7 +132,7 @@ def write_app(
     from modalign.federated.deploy import write_flower_app
     from modalign.methods import OTMConfig
 
-    try:
+    with user_errors(ValueError):
         config = FederatedConfig(
             dataset=dataset,
             otm=OTMConfig(
@@ -150,9 +149,6 @@ def write_app(
             dp_clip=dp_clip,
             dp_noise=dp_noise,
         )
-    except ValueError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
     path = write_flower_app(folder, config)
     typer.echo(f"Flower app in {path}; start a run with: flwr run {path} <connection> --stream")
 
@@ -188,7 +184,7 @@ def server(
     """Run the SuperLink (flower-superlink) that agents connect to and `flwr run` targets."""
     from modalign.federated.deploy import superlink_command
 
-    try:
+    with user_errors(ValueError):
         cmd = superlink_command(
             host=host,
             port=port,
@@ -197,9 +193,6 @@ def server(
             certfile=ssl_certfile,
             keyfile=ssl_keyfile,
         )
-    except ValueError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
     _exec(cmd, dry_run)
 
 
@@ -224,7 +217,7 @@ def agent(
     """Run one agent (flower-supernode) holding modality K."""
     from modalign.federated.deploy import supernode_command
 
-    try:
+    with user_errors(ValueError):
         cmd = supernode_command(
             modality,
             superlink,
@@ -237,7 +230,4 @@ def agent(
             insecure=insecure,
             root_certificates=root_certificates,
         )
-    except ValueError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
     _exec(cmd, dry_run)

@@ -40,6 +40,8 @@ BASELINE_NAMES = {
     "spectral": "spectral_concat",
 }
 METHODS = (*LEARNED, *BASELINE_NAMES)
+#: Methods that concatenate views and so need aligned rows.
+ALIGNED_ONLY_METHODS = tuple(m for m, b in BASELINE_NAMES.items() if b in ALIGNED_ONLY)
 
 
 def _scores(ds: MultiViewDataset, pred) -> dict[str, float]:
@@ -110,7 +112,7 @@ def run_clustering(
         raise ValueError(f"unknown method(s) {unknown}: choose from {list(METHODS)}")
     aligned = setting == "aligned"
     if not aligned:
-        refused = [m for m in methods if BASELINE_NAMES.get(m) in ALIGNED_ONLY]
+        refused = [m for m in methods if m in ALIGNED_ONLY_METHODS]
         if refused:
             raise ValueError(
                 f"{refused} concatenate views and need aligned rows; drop them "
