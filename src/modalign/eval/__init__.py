@@ -1,4 +1,5 @@
-"""Honest evaluation: clustering metrics, classical baselines, result records, tables and plots.
+"""Honest evaluation: clustering and supervised metrics, robustness measures, baselines,
+result records, tables and plots.
 
 Typical use::
 
@@ -47,9 +48,33 @@ from modalign.eval.report import (
     summarise,
     write_results,
 )
+from modalign.eval.robustness import (
+    effective_robustness,
+    plot_robustness_curves,
+    relative_robustness,
+)
+from modalign.eval.supervised import (
+    SUPERVISED_METRICS,
+    accuracy,
+    classification_scores,
+    macro_f1,
+    mean_absolute_error,
+    pearson,
+    regression_scores,
+)
 
 __all__ = [
+    "SUPERVISED_METRICS",
+    "accuracy",
+    "classification_scores",
     "coupling_quality",
+    "effective_robustness",
+    "macro_f1",
+    "mean_absolute_error",
+    "pearson",
+    "plot_robustness_curves",
+    "regression_scores",
+    "relative_robustness",
     "ALIGNED_ONLY",
     "BASELINES",
     "METRICS",

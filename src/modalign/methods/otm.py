@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from modalign.nn import Autoencoder, imq_mmd, reconstruction_error
 from modalign.ot import Barycenter, fgw_barycenter, graph_structure, wasserstein_barycenter
 from modalign.ot.clustering import gw_cluster, gw_cluster_loss, spectral_embedding
-from modalign.train import load_checkpoint, save_checkpoint
+from modalign.train import train_epochs
 
 MIXERS = ("fgw", "wb", "none")
 CLUSTER_STRUCTURES = ("graph", "sqeuclidean")
@@ -201,36 +201,18 @@ class OTM(nn.Module):
         views = self._check(views, aligned)
         self._build(views)
         optimiser = torch.optim.Adam(self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        start_epoch = 0
-        if checkpoint is not None and Path(checkpoint).exists():
-            state = load_checkpoint(checkpoint, cfg.device)
-            if state["config"] != _plain(asdict(cfg)) or state["seed"] != self.random_state:
-                raise ValueError(f"checkpoint {checkpoint} was written for other settings")
-            self.load_state_dict(state["model"])
-            optimiser.load_state_dict(state["optimiser"])
-            start_epoch = int(state["epoch"])
-            self.history = [dict(h) for h in state["history"]]
-        epochs = range(start_epoch, cfg.epochs)
-        if progress:
-            from tqdm.auto import tqdm
-
-            epochs = tqdm(epochs, desc=f"otm[{cfg.mixer}] seed {self.random_state}", leave=False)
-        for done, epoch in enumerate(epochs, start=1):
-            self.history.append(self._train_epoch(views, optimiser, epoch, aligned))
-            if checkpoint is not None:
-                save_checkpoint(
-                    checkpoint,
-                    {
-                        "model": self.state_dict(),
-                        "optimiser": optimiser.state_dict(),
-                        "epoch": epoch + 1,
-                        "history": self.history,
-                        "config": _plain(asdict(cfg)),
-                        "seed": self.random_state,
-                    },
-                )
-            if stop_after is not None and done >= stop_after:
-                break
+        self.history = train_epochs(
+            self,
+            optimiser,
+            lambda epoch: self._train_epoch(views, optimiser, epoch, aligned),
+            epochs=cfg.epochs,
+            settings={**asdict(cfg), "seed": self.random_state},
+            checkpoint=checkpoint,
+            progress=progress,
+            desc=f"otm[{cfg.mixer}] seed {self.random_state}",
+            stop_after=stop_after,
+            device=cfg.device,
+        )
         return self
 
     def _train_epoch(self, views, optimiser, epoch: int, aligned: bool) -> dict[str, float]:
@@ -383,11 +365,3 @@ def canonical_order(view: Tensor) -> Tensor:
         v.shape[1], generator=torch.Generator().manual_seed(7), dtype=torch.float64
     )
     return torch.argsort(v @ direction, stable=True)
-
-
-def _plain(d: dict) -> dict:
-    """Config as plain values, comparable after a weights-only round trip."""
-    return {
-        k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
-        for k, v in d.items()
-    }
