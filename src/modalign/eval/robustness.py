@@ -166,6 +166,7 @@ def plot_robustness_curves(
     *,
     title: str = "",
     ylabel: str = "accuracy",
+    xlabel: str = "corruption level (0 = clean)",
 ) -> Path:
     """Plot score-vs-corruption curves, one subplot per panel, and save a PNG atomically.
 
@@ -209,7 +210,7 @@ def plot_robustness_curves(
             if sd is not None:
                 ax.fill_between(lv, mu - sd, mu + sd, color=colour, alpha=0.15, linewidth=0)
         ax.set_title(panel_title)
-        ax.set_xlabel("corruption level (0 = clean)")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")

@@ -23,6 +23,7 @@ from modalign.eval import (
     kmeans_best_view,
     merge_records,
     plot_embedding,
+    plot_robustness_curves,
     read_results,
     records_from_scores,
     write_results,
@@ -40,6 +41,21 @@ BASELINE_NAMES = {
     "spectral": "spectral_concat",
 }
 METHODS = (*LEARNED, *BASELINE_NAMES)
+#: aligned: row i of every view is one sample; unaligned: a share ``rate`` of the rows
+#: permuted per view and nothing may use the correspondence; partial: the same, but the rows
+#: left in place are known pairs that the learned methods may use.
+SETTINGS = ("aligned", "unaligned", "partial")
+#: Shares of known pairs of the known-pairs curve (DESIGN.md 2.1), and its default methods:
+#: OTM, its ablation without the mixer, and the best single view (which needs no pairs).
+KNOWN_PAIRS = (0.0, 0.1, 0.3, 0.5, 1.0)
+KNOWN_PAIRS_METHODS = ("otm", "mwae", "kmeans-best-view")
+
+
+def known_pairs_label(share: float) -> str:
+    """The setting name of a partially aligned table, e.g. ``"known pairs 0.3"``."""
+    return f"known pairs {share:g}"
+
+
 #: Methods that concatenate views and so need aligned rows.
 ALIGNED_ONLY_METHODS = tuple(m for m, b in BASELINE_NAMES.items() if b in ALIGNED_ONLY)
 
@@ -105,12 +121,13 @@ def run_clustering(
     table resumes), and each finished run is saved at once. ``config`` overrides fields of
     :class:`~modalign.methods.OTMConfig` for the learned methods.
     """
-    if setting not in ("aligned", "unaligned"):
-        raise ValueError(f"setting must be 'aligned' or 'unaligned', got {setting!r}")
+    if setting not in SETTINGS:
+        raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}: choose from {list(METHODS)}")
     aligned = setting == "aligned"
+    label = setting if setting != "partial" else known_pairs_label(1.0 - rate)
     if not aligned:
         refused = [m for m in methods if m in ALIGNED_ONLY_METHODS]
         if refused:
@@ -134,15 +151,20 @@ def run_clustering(
         data = ds if aligned else unalign(ds, rate, seed=seed)
         views = list(data.views)
         for method in methods:
-            if (name, setting, method, seed) in done:
+            if (name, label, method, seed) in done:
                 continue
             start = time.perf_counter()
             if method in LEARNED:
                 cfg = OTMConfig(n_clusters=n_clusters, mixer=LEARNED[method], **(config or {}))
                 ckpt = (
-                    None if out is None else out / "checkpoints" / f"{method}-{setting}-{seed}.pt"
+                    None
+                    if out is None
+                    else out / "checkpoints" / f"{method}-{label.replace(' ', '-')}-{seed}.pt"
                 )
-                model = OTM(cfg, random_state=seed).fit(views, aligned=aligned, checkpoint=ckpt)
+                known = data.paired if setting == "partial" else None
+                model = OTM(cfg, random_state=seed).fit(
+                    views, aligned=aligned, known_pairs=known, checkpoint=ckpt
+                )
                 pred = model.predict(views, aligned=aligned)
                 if embedding is None:  # the plot: fused codes, or view 0's codes if unaligned
                     codes = (
@@ -158,7 +180,7 @@ def run_clustering(
                     diagnostics.append(
                         {
                             "dataset": name,
-                            "setting": setting,
+                            "setting": label,
                             "method": method,
                             "seed": seed,
                             **_coupling_diagnostic(data, couplings),
@@ -174,7 +196,7 @@ def run_clustering(
                 pred = labels if aligned else {view: labels}
             seconds = time.perf_counter() - start
             scores = _scores(data, pred)
-            new = records_from_scores(name, setting, method, seed, scores, seconds)
+            new = records_from_scores(name, label, method, seed, scores, seconds)
             records = merge_records(records, new)
             say(
                 f"{method:>16} seed {seed}: purity {scores['purity']:.3f} "
@@ -193,3 +215,94 @@ def run_clustering(
             title=f"{name}: {'fused' if aligned else 'view 0'} {method} codes",
         )
     return records
+
+
+def run_known_pairs(
+    dataset: str,
+    *,
+    shares: Sequence[float] = KNOWN_PAIRS,
+    methods: Sequence[str] = KNOWN_PAIRS_METHODS,
+    seeds: Sequence[int] = range(5),
+    out: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+    **kwargs,
+) -> list[dict]:
+    """Clustering accuracy against the share of known pairs (DESIGN.md 2.1).
+
+    For each share ``s`` the table of the partially aligned setting is run with ``rate = 1 - s``
+    (:func:`run_clustering` with ``setting="partial"``): a share ``1 - s`` of the rows permuted
+    per view, the others known pairs. Every share is scored the same way, per view (each view's
+    rows clustered from its own codes, the mean over views), so the points of the curve are
+    comparable; share 0 is the unaligned setting, share 1 trains on aligned rows. With ``out``,
+    ``results.md`` gains a table of accuracy per share and ``known_pairs.png`` the curve.
+    ``kwargs`` go to :func:`run_clustering`.
+    """
+    bad = [s for s in shares if not 0.0 <= float(s) <= 1.0]
+    if bad or not shares:
+        raise ValueError(f"shares of known pairs must lie in [0, 1], got {list(shares)}")
+    records: list[dict] = []
+    for share in sorted(float(s) for s in shares):
+        if progress is not None:
+            progress(f"-- share of known pairs {share:g}")
+        records = run_clustering(
+            dataset,
+            setting="partial",
+            methods=methods,
+            seeds=seeds,
+            out=out,
+            rate=1.0 - share,
+            progress=progress,
+            **kwargs,
+        )
+    records = [r for r in records if r["setting"].startswith("known pairs ")]
+    if out is not None:
+        table, panels = _known_pairs_summary(records)
+        write_results(
+            out,
+            records,
+            extra_markdown=table + "\n\n![accuracy against known pairs](known_pairs.png)\n",
+        )
+        plot_robustness_curves(
+            panels,
+            Path(out) / "known_pairs.png",
+            title=f"{records[0]['dataset']}: clustering against the share of known pairs",
+            xlabel="share of known pairs",
+        )
+    return records
+
+
+def _known_pairs_summary(records: Sequence[dict]) -> tuple[str, dict]:
+    """The Markdown table (Hungarian accuracy, mean ± std per method and share) and the
+    plot's panels."""
+    acc: dict[str, dict[float, list[float]]] = {}
+    for r in records:
+        if r["metric"] == "accuracy":
+            share = float(r["setting"].removeprefix("known pairs "))
+            acc.setdefault(r["method"], {}).setdefault(share, []).append(r["value"])
+    shares = sorted({s for per in acc.values() for s in per})
+    lines = [
+        "## Accuracy against the share of known pairs (per view, mean ± std over seeds)",
+        "",
+        "| method | " + " | ".join(f"{s:g}" for s in shares) + " |",
+        "| --- |" + " :---: |" * len(shares),
+    ]
+    lines += [
+        f"| {m} | "
+        + " | ".join(
+            f"{np.mean(per[s]):.3f} ± {np.std(per[s], ddof=1) if len(per[s]) > 1 else 0:.3f}"
+            if s in per
+            else ""
+            for s in shares
+        )
+        + " |"
+        for m, per in acc.items()
+    ]
+    lines_panel = {
+        m: (
+            sorted(per),
+            [float(np.mean(per[s])) for s in sorted(per)],
+            [float(np.std(per[s], ddof=1)) if len(per[s]) > 1 else 0.0 for s in sorted(per)],
+        )
+        for m, per in acc.items()
+    }
+    return "\n".join(lines), {"Hungarian accuracy": lines_panel}

@@ -108,13 +108,36 @@ def dirichlet_masks(
     return g / g.sum(0, keepdim=True).clamp_min(1e-30)
 
 
+def anchor_profiles(codes: Tensor, n_known: int) -> Tensor:
+    """Each row's squared distances to the first ``n_known`` rows (the anchors), (n, n_known),
+    divided by their mean.
+
+    When the anchors are the same samples in every modality (known pairs), column ``j`` means
+    the same thing in every modality's profiles, so profiles are comparable across modalities
+    even when their encoders' coordinates are not.
+    """
+    sq = torch.cdist(codes, codes[:n_known]).pow(2)
+    return sq / sq.mean().clamp_min(1e-30)
+
+
+def _mix_through(
+    couplings: Sequence[Tensor], codes: Sequence[Tensor], masks: Tensor
+) -> list[Tensor]:
+    """``Z~_m = diag(1/q_m) T_m^T (sum_k M_k * diag(1/p) T_k Z_k)`` for couplings (n_B, n_m)."""
+    p = couplings[0].sum(1)
+    projected = [(t / p[:, None]) @ z for t, z in zip(couplings, codes)]
+    mixed_bar = (masks * torch.stack(projected)).sum(0)
+    return [(t / t.sum(0)[None, :].clamp_min(1e-30)).transpose(0, 1) @ mixed_bar for t in couplings]
+
+
 def ot_mix(
     codes: Sequence[Tensor],
     generator: torch.Generator,
     *,
     mixer: str = "fgw",
     alpha: float = 0.5,
-) -> tuple[list[Tensor], Barycenter]:
+    n_known: int = 0,
+) -> tuple[list[Tensor], Barycenter | None]:
     """The OTM mixer: mixed codes for every modality from a batch of each one's codes.
 
     ``codes[m]`` is (n_m, d). Couplings ``T_m`` (n_B, n_m) of the barycenter (held fixed:
@@ -122,28 +145,48 @@ def ot_mix(
     ``P_m = diag(1/p) T_m Z_m``; masks ``M_m`` (n_B, d) summing to one mix them,
     ``Z_B = sum_m M_m * P_m``; and ``Z~_m = diag(1/q_m) T_m^T Z_B`` (n_m, d) brings the mix
     back to modality m on its own scale. Gradients flow to every modality's codes through
-    the projections. Returns the mixed codes and the barycenter.
+    the projections.
+
+    Partially aligned batches: the first ``n_known`` rows of every ``codes[m]`` are the same
+    samples (known pairs). They are mixed through their known correspondence (the identity
+    coupling), and they anchor the couplings of the other rows: those are computed between
+    the rows' :func:`anchor_profiles` (distances to the known pairs), which are comparable
+    across modalities, instead of between codes of unrelated encoders.
+
+    Returns the mixed codes and the barycenter of the rows without a known pair (None when
+    every row has one).
     """
     if mixer not in ("fgw", "wb"):
         raise ValueError(f"ot_mix needs mixer 'fgw' or 'wb', got {mixer!r}")
     if len(codes) < 2:
         raise ValueError(f"mixing needs at least two modalities, got {len(codes)}")
-    detached = [z.detach() for z in codes]
-    with torch.no_grad():
-        if mixer == "fgw":
-            bary = fgw_barycenter(detached, alpha=alpha)
-        else:
-            bary = wasserstein_barycenter(detached)
-    p = bary.couplings[0].sum(1)
-    projected = [(t / p[:, None]) @ z for t, z in zip(bary.couplings, codes)]
-    masks = dirichlet_masks(
-        len(codes), projected[0].shape, generator, codes[0].device, codes[0].dtype
-    )
-    mixed_bar = (masks * torch.stack(projected)).sum(0)
-    mixed = [
-        (t / t.sum(0)[None, :].clamp_min(1e-30)).transpose(0, 1) @ mixed_bar for t in bary.couplings
-    ]
-    return mixed, bary
+    k = int(n_known)
+    if not 0 <= k <= min(len(z) for z in codes):
+        raise ValueError(f"n_known must lie in [0, {min(len(z) for z in codes)}], got {n_known}")
+    device, dtype = codes[0].device, codes[0].dtype
+    mixed_known: Tensor | None = None
+    if k:
+        masks = dirichlet_masks(len(codes), (k, codes[0].shape[1]), generator, device, dtype)
+        mixed_known = (masks * torch.stack([z[:k] for z in codes])).sum(0)
+    rest = [z[k:] for z in codes]
+    if any(len(z) for z in rest) and not all(len(z) for z in rest):
+        raise ValueError("every modality needs rows without a known pair, or none does")
+    bary = None
+    mixed_rest: list[Tensor] = [z[:0] for z in rest]
+    if all(len(z) for z in rest):
+        with torch.no_grad():
+            inputs = [(anchor_profiles(z, k)[k:] if k else z[k:]).detach() for z in codes]
+            if mixer == "fgw":
+                bary = fgw_barycenter(inputs, alpha=alpha)
+            else:
+                bary = wasserstein_barycenter(inputs)
+        masks = dirichlet_masks(
+            len(codes), (bary.couplings[0].shape[0], codes[0].shape[1]), generator, device, dtype
+        )
+        mixed_rest = _mix_through(bary.couplings, rest, masks)
+    if mixed_known is None:
+        return mixed_rest, bary
+    return [torch.cat([mixed_known, r]) for r in mixed_rest], bary
 
 
 class OTM(nn.Module):
@@ -190,23 +233,43 @@ class OTM(nn.Module):
         views: Sequence[Tensor],
         *,
         aligned: bool = True,
+        known_pairs: Tensor | None = None,
         checkpoint: str | Path | None = None,
         progress: bool = False,
         stop_after: int | None = None,
     ) -> OTM:
         """Train. With ``checkpoint`` a state is written after every epoch and, if the file
         exists, training resumes from it (same result as an uninterrupted run). ``stop_after``
-        ends after that many epochs of this call (used to test interruption)."""
+        ends after that many epochs of this call (used to test interruption).
+
+        ``known_pairs`` (unaligned only): an (N,) bool mask over row positions, True where row
+        ``i`` of every view is known to be the same sample (the partially aligned setting,
+        e.g. ``MultiViewDataset.paired`` after :func:`~modalign.data.unalign` with a rate
+        below 1). Every batch then holds known pairs in proportion, which anchor the mixer's
+        couplings (:func:`ot_mix` with ``n_known``); the other rows are drawn independently
+        per view, as in the unaligned setting.
+        """
         cfg = self.config
         views = self._check(views, aligned)
+        known = self._check_known_pairs(known_pairs, views, aligned)
+        # Every row a known pair: the aligned setting (one shared order, every pair known).
+        train_aligned = aligned or (known is not None and bool(known.all()))
+        if known is not None and (known.all() or not known.any()):
+            known = None
         self._build(views)
         optimiser = torch.optim.Adam(self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.history = train_epochs(
             self,
             optimiser,
-            lambda epoch: self._train_epoch(views, optimiser, epoch, aligned),
+            lambda epoch: self._train_epoch(views, optimiser, epoch, train_aligned, known),
             epochs=cfg.epochs,
-            settings={**asdict(cfg), "seed": self.random_state},
+            settings={
+                **asdict(cfg),
+                "seed": self.random_state,
+                "known_pairs": -1
+                if known_pairs is None
+                else int(torch.as_tensor(known_pairs).sum()),
+            },
             checkpoint=checkpoint,
             progress=progress,
             desc=f"otm[{cfg.mixer}] seed {self.random_state}",
@@ -215,29 +278,73 @@ class OTM(nn.Module):
         )
         return self
 
-    def _train_epoch(self, views, optimiser, epoch: int, aligned: bool) -> dict[str, float]:
-        cfg = self.config
-        # Every epoch draws from its own seeded generator, so a resumed run repeats exactly.
-        gen = torch.Generator().manual_seed(self.random_state * 100_003 + epoch)
+    def _check_known_pairs(self, known_pairs, views, aligned: bool) -> Tensor | None:
+        """The known-pair mask as a CPU bool tensor (None when not given), checked."""
+        if known_pairs is None:
+            return None
+        if aligned:
+            raise ValueError("known_pairs is for the unaligned setting (aligned=False)")
+        known = torch.as_tensor(known_pairs).bool().cpu().reshape(-1)
+        if len({v.shape[0] for v in views}) > 1 or known.numel() != views[0].shape[0]:
+            raise ValueError(
+                f"known_pairs marks row positions shared by every view: views must have equal "
+                f"row counts and the mask one entry per row; got rows "
+                f"{[v.shape[0] for v in views]}, mask of {known.numel()}"
+            )
+        return known
+
+    def _batches(
+        self, views, gen: torch.Generator, aligned: bool, known: Tensor | None
+    ) -> tuple[list[list[Tensor]], int]:
+        """Per batch, each view's row indices; and how many leading rows are known pairs."""
+        cfg, bs = self.config, self.config.batch_size
         sizes = [v.shape[0] for v in views]
         if aligned:
             order = torch.randperm(sizes[0], generator=gen)
             orders = [order] * len(views)
-        else:
+        elif known is None:
             # Independent orders over each view's rows sorted by content: nothing relies on
             # row correspondence, and a view whose rows come shuffled trains identically.
             orders = [
                 canonical_order(v)[torch.randperm(len(v), generator=gen).to(v.device)]
                 for v in views
             ]
+        else:
+            pairs = known.nonzero().reshape(-1)
+            pairs = pairs[torch.randperm(len(pairs), generator=gen)]
+            n_pairs = len(pairs)
+            k = min(max(1, round(bs * n_pairs / sizes[0])), bs - 1)
+            loose = []
+            for v in views:
+                rows = (~known).nonzero().reshape(-1)
+                rows = rows[canonical_order(v[rows.to(v.device)])]
+                loose.append(rows[torch.randperm(len(rows), generator=gen)])
+            n_batches = max(1, min(n_pairs // k, len(loose[0]) // (bs - k)))
+            batches = [
+                [
+                    torch.cat([pairs[b * k : (b + 1) * k], r[b * (bs - k) : (b + 1) * (bs - k)]])
+                    for r in loose
+                ]
+                for b in range(n_batches)
+            ]
+            return [[i.to(v.device) for i, v in zip(bt, views)] for bt in batches], k
         n_batches = max(1, min(sizes) // cfg.batch_size)
+        batches = [[o[b * bs : (b + 1) * bs] for o in orders] for b in range(n_batches)]
+        return batches, 0
+
+    def _train_epoch(
+        self, views, optimiser, epoch: int, aligned: bool, known: Tensor | None = None
+    ) -> dict[str, float]:
+        cfg = self.config
+        # Every epoch draws from its own seeded generator, so a resumed run repeats exactly.
+        gen = torch.Generator().manual_seed(self.random_state * 100_003 + epoch)
+        batches, n_known = self._batches(views, gen, aligned, known)
+        n_batches = len(batches)
         mixing = cfg.mixer != "none" and epoch >= cfg.warmup_epochs
         totals = dict.fromkeys(LOSS_TERMS, 0.0)
         self.train()
-        for b in range(n_batches):
-            batch = [
-                v[o[b * cfg.batch_size : (b + 1) * cfg.batch_size]] for v, o in zip(views, orders)
-            ]
+        for rows in batches:
+            batch = [v[r] for v, r in zip(views, rows)]
             codes = [ae.encode(x) for ae, x in zip(self.autoencoders, batch)]
             rec = sum(
                 reconstruction_error(ae.decode(z), x)
@@ -248,7 +355,7 @@ class OTM(nn.Module):
             loss = rec + cfg.lambda_mmd * mmd
             mixed_loss = torch.zeros(())
             if mixing:
-                mixed, _ = ot_mix(codes, gen, mixer=cfg.mixer, alpha=cfg.alpha)
+                mixed, _ = ot_mix(codes, gen, mixer=cfg.mixer, alpha=cfg.alpha, n_known=n_known)
                 mixed_loss = sum(
                     reconstruction_error(ae.decode(z), x)
                     for ae, z, x in zip(self.autoencoders, mixed, batch)
