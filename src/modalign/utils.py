@@ -30,3 +30,27 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def check_device(device: str) -> str:
+    """``device`` if torch can use it here; otherwise a ``ValueError`` that says why.
+
+    Catches names torch cannot parse (``"gpu"``) and CUDA or MPS devices on a machine
+    without them, before any work starts rather than deep inside training.
+    """
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device {device!r} is not a torch device name ({err})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}: MPS is not available on this machine")
+    return device

@@ -170,6 +170,13 @@ def test_robustness_refuses_bad_requests(tmp_path):
         app, ["robustness", "--dataset", "digits", "--models", "late", "--out", str(tmp_path)]
     )
     assert clash.exit_code == 2 and "not a robustness results file" in clash.output
+    # Nor is one holding another dataset's robustness results (its runs would be skipped).
+    other = dict.fromkeys(RESULT_KEYS, 0) | {"dataset": "prokaryotic", "model": "late"}
+    (tmp_path / "results.json").write_text(json.dumps([other]))
+    mixed = runner.invoke(
+        app, ["robustness", "--dataset", "digits", "--models", "late", "--out", str(tmp_path)]
+    )
+    assert mixed.exit_code == 2 and "holds results of ['prokaryotic']" in mixed.output
 
 
 def test_robustness_on_a_multiview_dataset_uses_a_stratified_split(tmp_path):

@@ -70,13 +70,20 @@ class Splits:
     test: MultiViewDataset
 
 
+def dataset_name(dataset: str) -> str:
+    """The name results carry: the registry name, or a file's stem."""
+    if dataset.lower() == "avdigits":
+        return "avdigits"
+    return Path(dataset).stem if Path(dataset).suffix else dataset
+
+
 def load_splits(dataset: str, seed: int, data_dir: str | Path | None = None) -> tuple[str, Splits]:
     """The dataset's name and its splits for ``seed`` (see the module docstring)."""
     if dataset.lower() == "avdigits":
         parts = [
             load_dataset("avdigits", data_dir=data_dir, split=s) for s in ("train", "val", "test")
         ]
-        return "avdigits", Splits(*parts)
+        return dataset_name(dataset), Splits(*parts)
     full = load_dataset(dataset, data_dir=data_dir)
     if full.labels is None:
         raise ValueError(
@@ -84,8 +91,7 @@ def load_splits(dataset: str, seed: int, data_dir: str | Path | None = None) -> 
         )
     if not full.is_aligned or full.missing_rate > 0:
         raise ValueError(f"dataset {dataset!r} must be aligned and complete to train fusion models")
-    name = Path(dataset).stem if Path(dataset).suffix else dataset
-    return name, Splits(*full.split([0.6, 0.2, 0.2], seed=seed, stratify=True))
+    return dataset_name(dataset), Splits(*full.split([0.6, 0.2, 0.2], seed=seed, stratify=True))
 
 
 def corrupted_test_sets(
@@ -221,9 +227,14 @@ def run_robustness(
     runs = model_names(models, otm)
     out = Path(out) if out is not None else None
     records = read_robustness(out) if out is not None else []
+    others = {r["dataset"] for r in records} - {dataset_name(dataset)}
+    if others:
+        raise ValueError(
+            f"{out}/results.json holds results of {sorted(others)}, not {dataset_name(dataset)!r}: "
+            "use another --out folder"
+        )
     done = {(r["model"], r["seed"]) for r in records}
     say = progress or (lambda _msg: None)
-    name = dataset
     for seed in seeds:
         name, splits = load_splits(dataset, seed, data_dir)
         todo = [r for r in runs if (r[0], seed) not in done]

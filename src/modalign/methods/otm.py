@@ -32,6 +32,7 @@ from modalign.nn import Autoencoder, imq_mmd, reconstruction_error
 from modalign.ot import Barycenter, fgw_barycenter, graph_structure, wasserstein_barycenter
 from modalign.ot.clustering import gw_cluster, gw_cluster_loss, spectral_embedding
 from modalign.train import train_epochs
+from modalign.utils import check_device
 
 MIXERS = ("fgw", "wb", "none")
 CLUSTER_STRUCTURES = ("graph", "sqeuclidean")
@@ -90,6 +91,7 @@ class OTMConfig:
             )
         if self.epochs < 1 or self.batch_size < 2:
             raise ValueError("epochs must be >= 1 and batch_size >= 2")
+        check_device(self.device)
 
 
 def dirichlet_masks(

@@ -34,6 +34,7 @@ from modalign.eval.supervised import classification_scores, regression_scores
 from modalign.methods.otm import MIXERS, ot_mix
 from modalign.nn import FUSIONS, hidden_width, make_fusion, mlp
 from modalign.train import train_epochs
+from modalign.utils import check_device
 
 TASKS = ("classification", "regression")
 
@@ -87,6 +88,7 @@ class SupervisedConfig:
             raise ValueError("epochs must be >= 1 and batch_size >= 2")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
+        check_device(self.device)
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
 
