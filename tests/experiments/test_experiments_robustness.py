@@ -88,8 +88,9 @@ def test_robustness_command_on_avdigits(tmp_path):
     for model in models - {"majority"}:
         for seed in (0, 1):
             mine = [r for r in records if r["model"] == model and r["seed"] == seed]
-            # clean + 2 x 3 missing + 3 x 3 noise + 2 single modalities, two metrics each.
-            assert len(mine) == 2 * (1 + 6 + 9 + 2)
+            # clean + 2 x 3 missing (twice: fusion head, and lone modalities by their own
+            # heads) + 3 x 3 noise + 2 single modalities, two metrics each.
+            assert len(mine) == 2 * (1 + 6 + 6 + 9 + 2)
     by = {
         (r["model"], r["seed"], r["condition"], r["modality"], r["level"], r["metric"]): r["value"]
         for r in records
@@ -116,6 +117,8 @@ def test_robustness_command_on_avdigits(tmp_path):
     assert set(curves(records)) == {
         ("missing", "image"),
         ("missing", "audio"),
+        ("missing+fallback", "image"),
+        ("missing+fallback", "audio"),
         ("noise", "image"),
         ("noise", "audio"),
         ("noise", "all"),

@@ -462,3 +462,21 @@ def test_fit_and_predict_on_device(device, data):
     # Torch tensors on the device are accepted as inputs too.
     on_device = [torch.as_tensor(v, device=device) for v in views]
     assert np.array_equal(model.predict(on_device), pred)
+
+
+def test_single_fallback_predicts_lone_modalities_with_their_own_heads():
+    torch.manual_seed(0)
+    views = [torch.randn(30, 4), torch.randn(30, 3)]
+    y = torch.arange(30) % 3
+    cfg = SupervisedConfig(n_outputs=3, fusion="tensor", epochs=2, val_fraction=0.0)
+    model = SupervisedFusion(cfg, random_state=0).fit(views, y)
+    mask = torch.ones(30, 2, dtype=torch.bool)
+    mask[:10, 1] = False  # rows 0-9: modality 0 alone
+    mask[10:20, 0] = False  # rows 10-19: modality 1 alone
+    plain = model.decision(views, mask)
+    model.config.single_fallback = True
+    fallback = model.decision(views, mask)
+    assert torch.equal(fallback[:10], model.decision(views, modality=0)[:10])
+    assert torch.equal(fallback[10:20], model.decision(views, modality=1)[10:20])
+    assert torch.equal(fallback[20:], plain[20:])  # both present: the fusion head
+    assert not torch.allclose(fallback[:20], plain[:20])

@@ -53,6 +53,10 @@ class SupervisedConfig:
     loss on mixed codes. ``patience``: epochs without validation improvement before stopping
     (None: train all ``epochs``, keep the best validation epoch). ``val_fraction``: share of the
     training rows held out for validation when no validation set is given (stratified by class).
+    ``single_fallback``: at prediction, a sample with exactly one modality present is predicted
+    by that modality's own head instead of the fusion head (which then sees zero-filled codes
+    for every other modality, an input it never trained on); off by default, so that the
+    fusions are measured as they are.
     """
 
     n_outputs: int
@@ -67,6 +71,7 @@ class SupervisedConfig:
     rank: int = 4
     lambda_unimodal: float = 1.0
     lambda_mix: float = 1.0
+    single_fallback: bool = False
     epochs: int = 40
     batch_size: int = 64
     lr: float = 1e-3
@@ -378,7 +383,8 @@ class SupervisedFusion(nn.Module):
     def decision(self, views: Sequence, mask=None, *, modality: int | None = None) -> Tensor:
         """Raw outputs (N, n_outputs): logits or values, from the fusion head, or from
         ``modality``'s own head (single-modality inference; the other views are ignored and
-        may be anything of the right shape)."""
+        may be anything of the right shape). With ``single_fallback``, rows with one modality
+        present take that modality's head's output."""
         if (
             modality is not None
             and self.dims_
@@ -390,7 +396,16 @@ class SupervisedFusion(nn.Module):
         xs, present = self._check_views(views, mask, fitted=True, only=modality)
         self.eval()
         if modality is None:
-            return self(xs, present).fused
+            out = self(xs, present)
+            if not self.config.single_fallback:
+                return out.fused
+            alone = present.sum(1) == 1
+            which = present.long().argmax(1)
+            fused = out.fused.clone()
+            for m, logits in enumerate(out.unimodal):
+                rows = alone & (which == m)
+                fused[rows] = logits[rows]
+            return fused
         return self.unimodal_heads[modality](self.encoders[modality](xs[modality]))
 
     def predict(self, views: Sequence, mask=None, *, modality: int | None = None) -> np.ndarray:
