@@ -169,3 +169,12 @@ def test_plot_accepts_string_classes(tmp_path: Path) -> None:
     assert path.stat().st_size > 1000
     with pytest.raises(ValueError, match="NaN"):
         plot_embedding(np.full((5, 3), np.nan), y[:5], None, tmp_path / "n.png")
+
+
+def test_mean_std_text_rounds_and_marks_single_seeds():
+    from modalign.eval import mean_std_text
+
+    assert mean_std_text([0.1, 0.3]) == f"0.200 ± {np.std([0.1, 0.3], ddof=1):.3f}"
+    assert mean_std_text([-1e-9, 1e-9 / 2]) == "0.000 ± 0.000"  # no "-0.000"
+    assert mean_std_text([0.5]) == "0.500 ± –"
+    assert mean_std_text([]) == ""

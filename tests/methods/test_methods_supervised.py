@@ -474,8 +474,10 @@ def test_single_fallback_predicts_lone_modalities_with_their_own_heads():
     mask[:10, 1] = False  # rows 0-9: modality 0 alone
     mask[10:20, 0] = False  # rows 10-19: modality 1 alone
     plain = model.decision(views, mask)
-    model.config.single_fallback = True
-    fallback = model.decision(views, mask)
+    fallback = model.decision(views, mask, single_fallback=True)
+    model.config.single_fallback = True  # the config's default, used when not given
+    assert torch.equal(model.decision(views, mask), fallback)
+    assert torch.equal(model.decision(views, mask, single_fallback=False), plain)
     assert torch.equal(fallback[:10], model.decision(views, modality=0)[:10])
     assert torch.equal(fallback[10:20], model.decision(views, modality=1)[10:20])
     assert torch.equal(fallback[20:], plain[20:])  # both present: the fusion head

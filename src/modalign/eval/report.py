@@ -31,6 +31,7 @@ __all__ = [
     "atomic_write",
     "embed_2d",
     "markdown_table",
+    "mean_std_text",
     "merge_records",
     "plot_embedding",
     "read_results",
@@ -195,6 +196,16 @@ def summarise(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             row[f"{m}_std"] = float(vals.std(ddof=1)) if vals.size > 1 else None
         rows.append(row)
     return rows
+
+
+def mean_std_text(values: Iterable[float]) -> str:
+    """``"mean ± std"`` over seeds with 3 decimals (sample std; ``–`` for one value, ``""``
+    for none). Rounded before printing, so a tiny negative mean shows as 0.000, not -0.000."""
+    v = np.asarray(list(values), dtype=np.float64)
+    if v.size == 0:
+        return ""
+    mean = round(float(v.mean()), 3) + 0.0
+    return f"{mean:.3f} ± " + (f"{round(float(v.std(ddof=1)), 3) + 0.0:.3f}" if v.size > 1 else "–")
 
 
 def _table(rows: list[dict[str, Any]]) -> str:

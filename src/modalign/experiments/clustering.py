@@ -21,6 +21,7 @@ from modalign.eval import (
     clustering_scores,
     coupling_quality,
     kmeans_best_view,
+    mean_std_text,
     merge_records,
     plot_embedding,
     plot_robustness_curves,
@@ -287,14 +288,7 @@ def _known_pairs_summary(records: Sequence[dict]) -> tuple[str, dict]:
         "| --- |" + " :---: |" * len(shares),
     ]
     lines += [
-        f"| {m} | "
-        + " | ".join(
-            f"{np.mean(per[s]):.3f} ± {np.std(per[s], ddof=1) if len(per[s]) > 1 else 0:.3f}"
-            if s in per
-            else ""
-            for s in shares
-        )
-        + " |"
+        f"| {m} | " + " | ".join(mean_std_text(per.get(s, [])) for s in shares) + " |"
         for m, per in acc.items()
     ]
     lines_panel = {

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from modalign.data import MultiViewDataset, Preprocessor, add_noise, drop_modalities, load_dataset
+from modalign.eval.report import mean_std_text
 from modalign.eval.robustness import (
     effective_robustness,
     plot_robustness_curves,
@@ -169,11 +170,9 @@ def run_model(
         records += _records(dataset, model_name, seed, condition, modality, level, scores, seconds)
         if condition == "missing":
             # The same model, with lone modalities predicted by their own heads.
-            model.config.single_fallback = True
-            try:
-                scores = model.score(list(test.views), _labels(test), mask=test.mask)
-            finally:
-                model.config.single_fallback = False
+            scores = model.score(
+                list(test.views), _labels(test), mask=test.mask, single_fallback=True
+            )
             records += _records(
                 dataset, model_name, seed, FALLBACK, modality, level, scores, seconds
             )
@@ -299,15 +298,6 @@ def _by(records: Sequence[dict], metric: str = "accuracy") -> dict[tuple, dict[i
     return table
 
 
-def _mean_std(values: Sequence[float]) -> str:
-    v = np.asarray(list(values), dtype=float)
-    if v.size == 0:
-        return ""
-    # Rounding first, then adding 0.0, prints a tiny negative mean as 0.000, not -0.000.
-    mean = round(float(v.mean()), 3) + 0.0
-    return f"{mean:.3f} ± " + (f"{round(float(v.std(ddof=1)), 3):.3f}" if v.size > 1 else "–")
-
-
 def _models(records: Sequence[dict]) -> list[str]:
     """Models in the order they were run, each followed by its +OTM variant, majority last."""
     seen: list[str] = []
@@ -421,9 +411,9 @@ def markdown(records: Sequence[dict]) -> str:
             seconds.setdefault(r["model"], []).append(r["seconds"])
     for model in models:
         cells = [
-            _mean_std(acc.get((model, "clean", "all", 0.0), {}).values()),
-            _mean_std(f1.get((model, "clean", "all", 0.0), {}).values()),
-            *(_mean_std(acc.get((model, "single", m, 0.0), {}).values()) for m in modalities),
+            mean_std_text(acc.get((model, "clean", "all", 0.0), {}).values()),
+            mean_std_text(f1.get((model, "clean", "all", 0.0), {}).values()),
+            *(mean_std_text(acc.get((model, "single", m, 0.0), {}).values()) for m in modalities),
             f"{np.median(seconds.get(model, [0.0])):.1f}",
         ]
         lines.append(_row(model, cells))
@@ -449,7 +439,7 @@ def markdown(records: Sequence[dict]) -> str:
         for model in models:
             if model == "majority":
                 continue
-            cells = [_mean_std(acc.get((model, *f, lvl), {}).values()) for f, lvl in cols]
+            cells = [mean_std_text(acc.get((model, *f, lvl), {}).values()) for f, lvl in cols]
             lines.append(_row(model, cells))
     rob = robustness_scores(records)
     if rob:
@@ -478,7 +468,7 @@ def markdown(records: Sequence[dict]) -> str:
                 if model == "majority":
                     continue
                 cells = [
-                    _mean_std(
+                    mean_std_text(
                         [
                             r[kind]
                             for r in rob
@@ -502,8 +492,8 @@ def markdown(records: Sequence[dict]) -> str:
             ),
         ]
         for fusion, diffs in effect.items():
-            cells = [_mean_std(diffs[k]) for k in ("clean", "missing", "noise")]
-            cells += [_mean_std(diffs[f"single {m}"]) for m in modalities]
+            cells = [mean_std_text(diffs[k]) for k in ("clean", "missing", "noise")]
+            cells += [mean_std_text(diffs[f"single {m}"]) for m in modalities]
             lines.append(_row(fusion, cells))
     return "\n".join(lines) + "\n"
 

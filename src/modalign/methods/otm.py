@@ -256,21 +256,18 @@ class OTM(nn.Module):
         known = self._check_known_pairs(known_pairs, views, aligned)
         # Every row a known pair: the aligned setting (one shared order, every pair known).
         train_aligned = aligned or (known is not None and bool(known.all()))
-        if known is not None and (known.all() or not known.any()):
-            known = None
+        batch_known = None if known is None or known.all() or not known.any() else known
         self._build(views)
         optimiser = torch.optim.Adam(self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.history = train_epochs(
             self,
             optimiser,
-            lambda epoch: self._train_epoch(views, optimiser, epoch, train_aligned, known),
+            lambda epoch: self._train_epoch(views, optimiser, epoch, train_aligned, batch_known),
             epochs=cfg.epochs,
             settings={
                 **asdict(cfg),
                 "seed": self.random_state,
-                "known_pairs": -1
-                if known_pairs is None
-                else int(torch.as_tensor(known_pairs).sum()),
+                "known_pairs": -1 if known is None else int(known.sum()),
             },
             checkpoint=checkpoint,
             progress=progress,

@@ -380,11 +380,18 @@ class SupervisedFusion(nn.Module):
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
-    def decision(self, views: Sequence, mask=None, *, modality: int | None = None) -> Tensor:
+    def decision(
+        self,
+        views: Sequence,
+        mask=None,
+        *,
+        modality: int | None = None,
+        single_fallback: bool | None = None,
+    ) -> Tensor:
         """Raw outputs (N, n_outputs): logits or values, from the fusion head, or from
         ``modality``'s own head (single-modality inference; the other views are ignored and
-        may be anything of the right shape). With ``single_fallback``, rows with one modality
-        present take that modality's head's output."""
+        may be anything of the right shape). With ``single_fallback`` (default: the config's),
+        rows with one modality present take that modality's head's output."""
         if (
             modality is not None
             and self.dims_
@@ -397,7 +404,8 @@ class SupervisedFusion(nn.Module):
         self.eval()
         if modality is None:
             out = self(xs, present)
-            if not self.config.single_fallback:
+            fallback = self.config.single_fallback if single_fallback is None else single_fallback
+            if not fallback:
                 return out.fused
             alone = present.sum(1) == 1
             which = present.long().argmax(1)
@@ -408,17 +416,32 @@ class SupervisedFusion(nn.Module):
             return fused
         return self.unimodal_heads[modality](self.encoders[modality](xs[modality]))
 
-    def predict(self, views: Sequence, mask=None, *, modality: int | None = None) -> np.ndarray:
+    def predict(
+        self,
+        views: Sequence,
+        mask=None,
+        *,
+        modality: int | None = None,
+        single_fallback: bool | None = None,
+    ) -> np.ndarray:
         """Class labels (N,) or values (N, k) as a numpy array (see :meth:`decision`)."""
-        out = self.decision(views, mask, modality=modality)
+        out = self.decision(views, mask, modality=modality, single_fallback=single_fallback)
         if self.config.task == "classification":
             return out.argmax(1).cpu().numpy()
         return out.cpu().numpy()
 
-    def score(self, views: Sequence, y, mask=None, *, modality: int | None = None) -> dict:
+    def score(
+        self,
+        views: Sequence,
+        y,
+        mask=None,
+        *,
+        modality: int | None = None,
+        single_fallback: bool | None = None,
+    ) -> dict:
         """Accuracy and macro F1 (classification) or MAE and Pearson correlation (regression,
-        over all targets flattened)."""
-        pred = self.predict(views, mask, modality=modality)
+        over all targets flattened); arguments as in :meth:`decision`."""
+        pred = self.predict(views, mask, modality=modality, single_fallback=single_fallback)
         truth = np.asarray(y.cpu() if isinstance(y, Tensor) else y)
         if self.config.task == "classification":
             return classification_scores(truth, pred)
