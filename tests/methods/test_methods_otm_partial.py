@@ -165,3 +165,14 @@ def test_every_row_a_known_pair_trains_as_the_aligned_setting(digits_partial):
     )
     for (name, a), b in zip(aligned.state_dict().items(), all_known.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_batches_never_claim_more_known_pairs_than_exist():
+    # Batches larger than the data: the known share of a batch is capped by the pairs there are.
+    views = [torch.randn(20, 3), torch.randn(20, 2)]
+    known = torch.zeros(20, dtype=torch.bool)
+    known[:2] = True
+    model = OTM(OTMConfig(n_clusters=2, batch_size=64), random_state=0)
+    batches, k = model._batches(views, torch.Generator().manual_seed(0), False, known)
+    assert k == 2 and len(batches) == 1
+    assert bool(known[batches[0][0][:k]].all()) and not bool(known[batches[0][0][k:]].any())

@@ -312,7 +312,8 @@ class OTM(nn.Module):
             pairs = known.nonzero().reshape(-1)
             pairs = pairs[torch.randperm(len(pairs), generator=gen)]
             n_pairs = len(pairs)
-            k = min(max(1, round(bs * n_pairs / sizes[0])), bs - 1)
+            # Known pairs in proportion, at least one, never more than there are.
+            k = min(max(1, round(bs * n_pairs / sizes[0])), bs - 1, n_pairs)
             loose = []
             for v in views:
                 rows = (~known).nonzero().reshape(-1)
