@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 
 from modalign.data import MissingDataError, Preprocessor, load_dataset, unalign
 from modalign.eval import (
@@ -26,15 +25,7 @@ from modalign.eval import (
     spectral_concat,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # scikit-learn's OpenMP k-means and t-SNE on a shared 2-core machine run several times
-    # slower with 2 threads than with 1 whenever another process holds a core; one thread keeps
-    # these tests fast and their timing stable.
-    with threadpool_limits(limits=1):
-        yield
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # MODALIGN_DATA when set, else ../shared/data beside the checkout (the library never looks there).
 SHARED_DATA = Path(

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from modalign.eval import (
     RECORD_KEYS,
@@ -22,14 +21,7 @@ from modalign.eval import (
     write_results,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # scikit-learn's OpenMP k-means and t-SNE on a shared 2-core machine run several times
-    # slower with 2 threads than with 1 whenever another process holds a core; one thread keeps
-    # these tests fast and their timing stable.
-    with threadpool_limits(limits=1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def scores(base: float) -> dict[str, float]:

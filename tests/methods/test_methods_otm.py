@@ -10,14 +10,7 @@ from modalign.data import load_digits_views
 from modalign.methods import OTM, OTMConfig, ot_mix
 from modalign.methods.otm import canonical_order, dirichlet_masks
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny models: thread hand-offs cost more than they save on a shared 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

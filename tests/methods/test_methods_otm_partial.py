@@ -12,13 +12,7 @@ from modalign.data import load_digits_views, unalign
 from modalign.methods import OTM, OTMConfig, ot_mix
 from modalign.methods.otm import anchor_profiles
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _rotated_pair(n: int = 60, k: int = 15, seed: int = 0, clusters: int = 0):

@@ -30,14 +30,9 @@ def dtype(request) -> torch.dtype:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    """The problems here are tiny: one intra-op thread is faster than two, and keeps the
-    suite's run time stable on a small shared machine (multi-threaded matmuls of a few dozen
-    rows spin-wait badly when another process holds a core)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _single_thread(one_thread):
+    """Every OT test module runs on one thread (see ``one_thread`` in tests/conftest.py)."""
     yield
-    torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------- problems

@@ -14,13 +14,7 @@ N, D = 48, 3
 SETTINGS = {"lr": 0.05, "seed": 0, "dims": (D, 1), "hidden": None}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny models: one intra-op thread is faster and keeps timings stable on a shared machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _data():

@@ -247,8 +247,14 @@ def run_robustness(
         )
     done = {(r["model"], r["seed"]) for r in records}
     say = progress or (lambda _msg: None)
+    fixed_splits = None  # avdigits' splits do not depend on the seed: read them once
     for seed in seeds:
-        name, splits = load_splits(dataset, seed, data_dir)
+        if fixed_splits is None:
+            name, splits = load_splits(dataset, seed, data_dir)
+            if name == "avdigits":
+                fixed_splits = splits
+        else:
+            splits = fixed_splits
         todo = [r for r in runs if (r[0], seed) not in done]
         if ("majority", seed) not in done:
             records += majority_records(name, splits, seed)
