@@ -29,8 +29,8 @@ import torch
 from torch import Tensor, nn
 
 from modalign.nn import Autoencoder, imq_mmd, reconstruction_error
-from modalign.ot import Barycenter, fgw_barycenter, graph_structure, wasserstein_barycenter
-from modalign.ot.clustering import gw_cluster, gw_cluster_loss, spectral_embedding
+from modalign.ot import Barycenter, fgw_barycenter, wasserstein_barycenter
+from modalign.ot.clustering import graph_cluster, gw_cluster_loss
 from modalign.train import train_epochs
 from modalign.utils import check_device
 
@@ -435,16 +435,11 @@ class OTM(nn.Module):
         """Clusters (N,) of codes (N, d) by balanced GW matching of their structure to K
         clusters (:func:`modalign.ot.clustering.gw_cluster`), as a numpy array."""
         cfg = self.config
-        structure = embedding = None
-        if cfg.cluster_structure == "graph":
-            neighbors = cfg.cluster_neighbors or max(5, round(len(codes) / (2 * cfg.n_clusters)))
-            structure = graph_structure(codes, neighbors)
-            embedding = spectral_embedding(1 - structure, cfg.n_clusters)
-        labels, _, _ = gw_cluster(
+        labels = graph_cluster(
             codes,
             cfg.n_clusters,
-            structure=structure,
-            embedding=embedding,
+            structure=cfg.cluster_structure,
+            neighbors=cfg.cluster_neighbors,
             restarts=cfg.cluster_restarts,
             balanced=cfg.cluster_balanced,
             random_state=self.random_state,
