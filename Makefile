@@ -10,7 +10,8 @@ $(BIN)/modalign: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: a CPU wheel lies on disk; a looser range would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,federated]'
+	# tensorboard: the training-curve test runs instead of skipping.
+	$(BIN)/pip install --quiet -e '.[test,federated,tensorboard]'
 	touch $(BIN)/modalign
 
 demo: $(BIN)/modalign

@@ -4,9 +4,32 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's file-creation mask, without changing it where it can be read.
+
+    Linux reports it in ``/proc/self/status``. Elsewhere the only way is to set a mask and
+    put the old one back; in between, a file another thread creates would get the temporary
+    mask, so that window is as short as possible and uses the restrictive 0o077.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
@@ -14,7 +37,9 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
 
     ``write`` receives a binary file object on a temporary file in the same folder (so that
     ``os.replace`` is an atomic rename on one file system); the temporary file is flushed,
-    synced and renamed over ``path``, or removed if ``write`` raises.
+    synced, given the permissions of a normally created file (``0o666`` less the umask:
+    ``mkstemp`` makes it ``0o600``, and a colleague could not read a shared results folder)
+    and renamed over ``path``, or removed if ``write`` raises.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -24,6 +49,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         # Also on KeyboardInterrupt: never leave the temporary file behind.

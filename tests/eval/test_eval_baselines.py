@@ -1,4 +1,5 @@
-"""Classical baselines: label-free, deterministic, better than the trivial one on real data."""
+"""Baselines: label-free, deterministic, better than the trivial one on real data; the head
+alone (graph-*) is exactly OTM's head."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from modalign.data import MissingDataError, Preprocessor, load_dataset, unalign
 from modalign.eval import (
@@ -16,14 +18,21 @@ from modalign.eval import (
     BASELINES,
     clustering_scores,
     evaluate_baselines,
+    graph_best_view,
+    graph_concat,
+    graph_each_view,
+    head_clusters,
     hungarian_accuracy,
     kmeans_best_view,
     kmeans_concat,
     kmeans_each_view,
     majority,
+    run_baseline,
     scale_view,
+    score_prediction,
     spectral_concat,
 )
+from modalign.methods import OTM, OTMConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -73,6 +82,8 @@ def test_baselines_beat_majority_on_digits(digits) -> None:
             "kmeans_concat": kmeans_concat(views, 10, 0),
             "kmeans_best_view": kmeans_best_view(views, 10, 0)[0],
             "spectral_concat": spectral_concat(views, 10, 0),
+            "graph_concat": graph_concat(views, 10, 0),
+            "graph_best_view": graph_best_view(views, 10, 0)[0],
         }
     for name, pred in preds.items():
         assert pred.shape == (400,) and pred.dtype == np.int64, name
@@ -126,15 +137,18 @@ def test_best_view_is_deterministic_and_never_sees_labels(digits) -> None:
 @pytest.mark.filterwarnings("ignore:Graph is not fully connected")
 def test_deterministic_given_seed() -> None:
     views, _ = blobs(1)
-    for name, fn in BASELINES.items():
-        assert np.array_equal(fn(views, 3, 5), fn(views, 3, 5)), name
+    for name in BASELINES:
+        first, again = run_baseline(name, views, 3, 5), run_baseline(name, views, 3, 5)
+        assert first.keys() == again.keys(), name
+        assert all(np.array_equal(first[v], again[v]) for v in first), name
 
 
 def test_unaligned_setting() -> None:
     views, _ = blobs()
+    assert {"kmeans_concat", "spectral_concat", "graph_concat"} <= ALIGNED_ONLY
     for name in ALIGNED_ONLY:
         with pytest.raises(ValueError, match="not in correspondence"):
-            BASELINES[name](views, 3, 0, aligned=False)
+            run_baseline(name, views, 3, 0, aligned=False)
     # Single-view baselines accept views of different lengths when unaligned.
     short = [views[0], views[1][:100]]
     labels, view = kmeans_best_view(short, 3, 0, aligned=False)
@@ -157,8 +171,9 @@ def test_unaligned_setting() -> None:
     ],
 )
 def test_bad_inputs(views, k: int, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        kmeans_concat(views, k, 0)
+    for baseline in (kmeans_concat, graph_concat, graph_best_view, graph_each_view):
+        with pytest.raises(ValueError, match=message):
+            baseline(views, k, 0)
 
 
 def test_evaluate_baselines_aligned_and_unaligned() -> None:
@@ -170,10 +185,18 @@ def test_evaluate_baselines_aligned_and_unaligned() -> None:
     assert len(recs) == 2 * 2 * 4 and {r["setting"] for r in recs} == {"aligned"}
     un = unalign(ds, 1.0, seed=0)
     recs = evaluate_baselines(un, [0], dataset="blobs")
-    assert {r["method"] for r in recs} == {"majority", "kmeans_best_view"}
-    acc = [r["value"] for r in recs if r["metric"] == "accuracy" and r["method"] != "majority"]
+    assert {r["method"] for r in recs} == {
+        "majority",
+        "kmeans_best_view",
+        "graph_best_view",
+        "graph_each_view",
+    }
+    acc = {r["method"]: r["value"] for r in recs if r["metric"] == "accuracy"}
     # Scored against the chosen view's own row labels, so unaligning costs nothing here.
-    assert acc[0] > 0.95
+    assert acc["kmeans_best_view"] > 0.95 and acc["graph_best_view"] > 0.95
+    # Each view scored on its own rows and averaged: the informative view (1) and the noise
+    # view (about 1/3 + the best matching's luck) together.
+    assert 0.55 < acc["graph_each_view"] < 0.85
 
 
 def prokaryotic_l2():
@@ -192,3 +215,79 @@ def test_prokaryotic_best_view_picks_gene_repertoire() -> None:
     # DESIGN.md section 3: purity about 0.84 for this baseline.
     assert scores["purity"] > 0.8
     assert scores["purity"] > np.bincount(ds.labels.numpy()).max() / ds.n_samples + 0.2
+
+
+# ---------------------------------------------------------------------------------- the head alone
+def test_graph_baselines_recover_well_separated_clusters() -> None:
+    views, y = blobs()
+    assert adjusted_rand_score(y, graph_concat(views, 3, 0)) > 0.95
+    labels, view = graph_best_view(views, 3, 0)
+    assert view == 0 and adjusted_rand_score(y, labels) > 0.95
+    each = graph_each_view(views, 3, 0, aligned=False)
+    assert [x.shape for x in each] == [(120,), (120,)]
+    assert adjusted_rand_score(y, each[0]) > 0.95
+    assert abs(adjusted_rand_score(y, each[1])) < 0.1  # the noise view holds no clusters
+
+
+@pytest.mark.parametrize("order", [1, -1])
+def test_graph_best_view_makes_the_kmeans_best_view_choice(order: int) -> None:
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(4), 50)
+    clustered = rng.normal(size=(4, 30))[y] + rng.normal(size=(200, 30))
+    flat = rng.normal(size=(200, 2))
+    views = [flat, clustered][::order]
+    for seed in (0, 1):
+        chosen = kmeans_best_view(views, 4, seed)[1]
+        assert graph_best_view(views, 4, seed)[1] == chosen
+        assert graph_best_view(views, 4, seed, aligned=False)[1] == chosen
+    assert chosen == (1 if order == 1 else 0)
+
+
+def test_head_is_otms_head_with_the_given_settings() -> None:
+    views, _ = blobs()
+    concat = np.concatenate([scale_view(x) for x in views], axis=1)
+    for head in (OTMConfig(n_clusters=3), OTMConfig(n_clusters=3, cluster_structure="sqeuclidean")):
+        # The same code path as OTM clustering its codes (float64, as OTM.predict passes them).
+        otm = OTM(head, random_state=2).assign_clusters(torch.from_numpy(concat))
+        assert np.array_equal(graph_concat(views, 3, 2, head=head), otm)
+    # Settings come from the config: another structure gives other clusters of the noise view.
+    noise = views[1]
+    default = head_clusters(noise, 3, 0)
+    sq = head_clusters(noise, 3, 0, head=OTMConfig(n_clusters=3, cluster_structure="sqeuclidean"))
+    assert not np.array_equal(default, sq)
+    with pytest.raises(ValueError, match="head.n_clusters=4 but n_clusters=3"):
+        head_clusters(noise, 3, 0, head=OTMConfig(n_clusters=4))
+
+
+def test_unaligned_head_ignores_the_order_rows_come_in() -> None:
+    # On a structureless view the head's clusters depend on the row order unless the rows are
+    # put in content order first, as OTM does for each view in the unaligned setting.
+    views, _ = blobs()
+    perm = np.random.default_rng(1).permutation(120)
+    shuffled = [views[0], views[1][perm]]
+    before = graph_each_view(views, 3, 0, aligned=False)[1]
+    after = graph_each_view(shuffled, 3, 0, aligned=False)[1]
+    assert np.array_equal(after, before[perm])
+
+
+def test_score_prediction_scores_each_view_on_its_own_rows() -> None:
+    from modalign.data import MultiViewDataset
+
+    views, y = blobs()
+    un = unalign(MultiViewDataset(views, y), 1.0, seed=0)
+    rng = np.random.default_rng(0)
+    pred = {0: rng.integers(0, 3, 120), 1: un.row_labels(1).numpy().copy()}
+    scores = score_prediction(un, pred)
+    rows = [un.row_labels(v).numpy() for v in (0, 1)]
+    assert scores["ari"] == pytest.approx(
+        np.mean([adjusted_rand_score(rows[v], pred[v]) for v in (0, 1)]), abs=1e-12
+    )
+    assert scores["nmi"] == pytest.approx(
+        np.mean([normalized_mutual_info_score(rows[v], pred[v]) for v in (0, 1)]), abs=1e-12
+    )
+    # A single view's clusters are scored against that view's rows, not view 0's.
+    assert score_prediction(un, {1: pred[1]})["accuracy"] == 1.0
+    with pytest.raises(ValueError, match="no view"):
+        score_prediction(un, {})
+    with pytest.raises(ValueError, match="unknown baseline"):
+        run_baseline("dbscan", views, 3)

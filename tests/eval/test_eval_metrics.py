@@ -12,12 +12,14 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from modalign.eval import (
     METRICS,
     ari,
+    balanced_accuracy_cap,
     clustering_scores,
     contingency_matrix,
     hungarian_accuracy,
     nmi,
     purity,
 )
+from modalign.eval.metrics import equal_sizes
 
 
 def brute_purity(y: np.ndarray, c: np.ndarray) -> float:
@@ -133,3 +135,68 @@ def test_scores_dict_and_inputs() -> None:
 def test_bad_inputs(y, c, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         clustering_scores(y, c)
+
+
+# ---------------------------------------------------------------------------------- balanced cap
+def brute_balanced_cap(y: np.ndarray, k: int) -> float:
+    # Definition: the best Hungarian accuracy over every assignment of the samples to k
+    # clusters whose sizes differ by at most one (all k clusters used), enumerated.
+    best = 0.0
+    for assign in itertools.product(range(k), repeat=len(y)):
+        sizes = np.bincount(assign, minlength=k)
+        if sizes.max() - sizes.min() <= 1:
+            best = max(best, brute_accuracy(y, np.asarray(assign)))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_balanced_cap_matches_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 8))
+    k = int(rng.integers(1, min(n, 4) + 1))
+    # Skewed class shares, so that equal cluster sizes really cost accuracy.
+    y = np.where(rng.random(n) < 0.5, 0, rng.integers(0, 4, size=n))
+    assert balanced_accuracy_cap(y, k) == pytest.approx(brute_balanced_cap(y, k), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("y", "k", "expected"),
+    [
+        ([0, 0, 0, 0, 0, 1], 2, 4 / 6),  # sizes 3, 3: at most 3 zeros + 1 one
+        ([0, 0, 0, 0, 1], 2, 4 / 5),  # sizes 3, 2 (N not divisible by K): 3 zeros + 1 one
+        ([0, 0, 0, 1, 1, 2], 4, 5 / 6),  # sizes 2, 2, 1, 1: 2 + 2 + 1, one cluster unmatched
+        ([0, 1, 2, 3], 2, 2 / 4),  # fewer clusters than classes: two classes stay unmatched
+        ([5, 5, 7, 7], 1, 2 / 4),  # one cluster: the majority share
+    ],
+)
+def test_balanced_cap_small_cases_by_hand(y, k: int, expected: float) -> None:
+    assert balanced_accuracy_cap(y, k) == pytest.approx(expected, abs=1e-15)
+    assert balanced_accuracy_cap(y, k) == pytest.approx(brute_balanced_cap(np.array(y), k))
+
+
+def test_balanced_cap_of_prokaryotic_shares() -> None:
+    # Prokaryotic's class shares 0.568 / 0.203 / 0.165 / 0.064 (issue 11): four clusters of
+    # 0.25 each can hold at most 0.25 + 0.203 + 0.165 + 0.064 of correctly matched samples.
+    y = torch.from_numpy(np.repeat(np.arange(4), [568, 203, 165, 64]))
+    assert balanced_accuracy_cap(y, 4) == pytest.approx(0.682, abs=1e-12)
+    assert balanced_accuracy_cap(y, 4) < 0.568 + 0.25  # far from the free-size optimum 1
+
+
+def test_equal_sizes() -> None:
+    assert equal_sizes(10, 3).tolist() == [4, 3, 3]
+    assert equal_sizes(9, 3).tolist() == [3, 3, 3]
+    assert equal_sizes(2, 2).sum() == 2
+
+
+@pytest.mark.parametrize(
+    ("y", "k", "message"),
+    [
+        ([0, 1], 3, r"\[1, 2\]"),
+        ([0, 1], 0, r"\[1, 2\]"),
+        ([0, 1], 1.5, "integer"),
+        ([], 1, "empty"),
+    ],
+)
+def test_balanced_cap_bad_inputs(y, k, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        balanced_accuracy_cap(y, k)

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import ot
 import pytest
+import torch
 
+import modalign
 from modalign.eval import (
     RECORD_KEYS,
     atomic_write,
@@ -15,11 +22,14 @@ from modalign.eval import (
     markdown_table,
     merge_records,
     plot_embedding,
+    read_header,
     read_results,
     records_from_scores,
     summarise,
     write_results,
 )
+from modalign.eval.report import embedding_figure, match_clusters_to_classes, write_results_file
+from modalign.provenance import run_header
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -96,7 +106,9 @@ def test_write_results_roundtrip_and_no_temp_files(tmp_path: Path) -> None:
     recs = make_records()
     json_path, md_path = write_results(out, recs, extra_markdown="Notes here.")
     data = json.loads(json_path.read_text())
-    assert data == recs and all(tuple(r) == RECORD_KEYS for r in data)
+    assert set(data) == {"header", "records"}
+    assert data["records"] == recs and all(tuple(r) == RECORD_KEYS for r in data["records"])
+    assert read_results(out) == recs
     md = md_path.read_text()
     assert "±" in md and md.rstrip().endswith("Notes here.")
     assert sorted(p.name for p in out.iterdir()) == ["results.json", "results.md"]
@@ -105,6 +117,60 @@ def test_write_results_roundtrip_and_no_temp_files(tmp_path: Path) -> None:
     write_results(out, merge_records(read_results(out), new))
     assert len(read_results(out)) == len(recs) + 4
     assert read_results(tmp_path / "absent") == []
+
+
+def test_results_file_carries_its_header_and_results_md_its_provenance(tmp_path: Path) -> None:
+    header = run_header(
+        key={"protocol": "cluster", "data_sha256": "ab" * 32},
+        configs={"ours": {"epochs": 3}},
+        data={"name": "toy", "sha256": "ab" * 32, "source": "toy.npz"},
+        started=time.perf_counter() - 2.0,
+        device="cpu",
+    )
+    write_results(tmp_path, make_records(), header=header)
+    assert read_header(tmp_path) == header  # a JSON round trip that loses nothing
+    assert read_header(tmp_path / "absent") is None
+    assert header["wall_seconds"] >= 2.0
+    assert header["command"] == sys.argv
+    assert header["versions"]["torch"] == torch.__version__
+    assert header["versions"]["numpy"] == np.__version__
+    assert header["versions"]["pot"] == ot.__version__
+    assert header["versions"]["modalign"] == modalign.__version__
+    first = (tmp_path / "results.md").read_text().splitlines()[0]
+    assert first.startswith(f"_Produced by `{Path(sys.argv[0]).name} ")
+    assert f"modalign {modalign.__version__}" in first and "data sha256 abababababab" in first
+    if header["git_commit"]:
+        assert f"commit {header['git_commit'][:10]}" in first
+    # A title stays first: the line goes under it.
+    path = write_results_file(tmp_path / "titled", [], "# Title\n\nBody\n", header)[1]
+    assert path.read_text().splitlines()[:4] == ["# Title", "", first, ""]
+    # Without a header: one with the command line and versions, but no key.
+    write_results(tmp_path / "bare", make_records())
+    bare = read_header(tmp_path / "bare")
+    assert bare["key"] is None and bare["versions"]["modalign"] == modalign.__version__
+
+
+def test_results_of_an_older_version_are_refused_with_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text(json.dumps(make_records()))
+    for read in (read_results, read_header):
+        with pytest.raises(ValueError, match="older version of modalign, with no fingerprint"):
+            read(tmp_path)
+    (tmp_path / "results.json").write_text('{"records": []}')
+    with pytest.raises(ValueError, match="expected"):
+        read_results(tmp_path)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_results_files_get_the_permissions_of_the_umask(tmp_path: Path, umask: int) -> None:
+    """Not mkstemp's 0600: a colleague must be able to read a shared results folder."""
+    before = os.umask(umask)
+    try:
+        json_path, md_path = write_results(tmp_path, make_records())
+        png = atomic_write(tmp_path / "x.bin", lambda f: f.write(b"x"))
+    finally:
+        os.umask(before)
+    for path in (json_path, md_path, png):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path) -> None:
@@ -139,6 +205,32 @@ def test_plot_embedding_writes_png(tmp_path: Path) -> None:
     plot_embedding(codes[:, :1], y, None, tmp_path / "one.png", method="pca")
     with pytest.raises(ValueError, match="labels for"):
         plot_embedding(codes, y[:10], y, tmp_path / "bad.png")
+
+
+def test_clusters_take_the_colours_of_their_matched_classes() -> None:
+    codes, y = blob_codes(200)
+    perm = np.array([3, 0, 4, 1, 2])
+    clusters = perm[y]  # the classes under other names
+    colour = match_clusters_to_classes(clusters, y)
+    assert [colour[c] for c in clusters.tolist()] == y.tolist()  # class j has colour j
+    # A few points in the wrong cluster: each cluster still matches its majority class.
+    noisy = clusters.copy()
+    noisy[:15] = (noisy[:15] + 1) % 5
+    assert match_clusters_to_classes(noisy, y) == colour
+    # A sixth cluster (a third of class 2) has no class: it gets a colour no class has.
+    split = np.where((y == 2) & (np.arange(200) % 3 == 0), 7, clusters)
+    assert match_clusters_to_classes(split, y) == {**colour, 7: 5}
+    # String classes: colour j is the j-th class in sorted order ("e" for class 0 is last).
+    names = np.array(["e", "d", "c", "b", "a"])[y]
+    assert match_clusters_to_classes(clusters, names)[int(perm[0])] == 4
+    # The picture: both panels draw every point in the same colour.
+    fig = embedding_figure(codes, clusters, y, method="pca")
+    by_cluster, by_class = (ax.collections[0].get_facecolors() for ax in fig.axes[:2])
+    assert by_cluster.shape == (200, 4)
+    np.testing.assert_array_equal(by_cluster, by_class)
+    # Relabelled, the same clusters give the same picture.
+    again = embedding_figure(codes, (clusters + 2) * 10, y, method="pca")
+    np.testing.assert_array_equal(again.axes[0].collections[0].get_facecolors(), by_class)
 
 
 def test_embedding_is_deterministic() -> None:

@@ -1,99 +1,219 @@
-"""``modalign cluster`` end to end on the embedded digits: records, files and resumption."""
+"""``modalign cluster`` end to end on a digits subset: records, files, resumption, training that
+runs past the warm-up, the balanced cap, the coupling diagnostic and the command-line rules."""
 
 from __future__ import annotations
 
+import csv
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from modalign.cli import app
+from modalign.data import MultiViewDataset, load_dataset, unalign
+from modalign.eval import read_results
+from modalign.experiments.clustering import (
+    DEFAULT_METHODS,
+    HEAD_METHODS,
+    _coupling_diagnostic,
+    epochs_config,
+)
+from modalign.methods import OTMConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 KEYS = {"dataset", "setting", "method", "seed", "metric", "value", "seconds"}
 
 
-@pytest.mark.slow
-def test_cluster_command_writes_results_and_resumes(tmp_path):
+@pytest.fixture(scope="module")
+def digits400(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """400 random digits (two image halves) as an .npz file, and their labels: small enough
+    that OTM trains past its warm-up in seconds."""
+    ds = load_dataset("digits")
+    rows = np.random.default_rng(0).choice(ds.n_samples, 400, replace=False)
+    sub = ds.subset(rows)
+    labels = sub.row_labels(0).numpy()
+    path = tmp_path_factory.mktemp("data") / "digits400.npz"
+    np.savez(path, left=sub.views[0].numpy(), right=sub.views[1].numpy(), labels=labels)
+    return path, labels
+
+
+def cluster(*args: str):
+    return CliRunner().invoke(app, ["cluster", *args])
+
+
+def history(out: Path, method: str) -> list[dict[str, float]]:
+    """The per-epoch losses the epoch loop wrote beside the run's checkpoint."""
+    (path,) = (out / "checkpoints").glob(f"{method}-*.history.csv")
+    with path.open() as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def test_cluster_writes_results_resumes_and_trains_past_the_warmup(tmp_path, digits400):
+    data, labels = digits400
     args = [
-        "cluster",
         "--dataset",
-        "digits",
+        str(data),
         "--methods",
-        "otm,majority,kmeans-best-view",
+        "otm,majority,kmeans-best-view,graph-concat",
         "--seeds",
         "2",
         "--epochs",
-        "1",
+        "5",
         "--out",
         str(tmp_path),
         "--json",
     ]
-    result = CliRunner().invoke(app, args)
+    result = cluster(*args)
     assert result.exit_code == 0, result.output
-    records = json.loads(result.output)
+    records = json.loads(result.stdout)
     assert {tuple(sorted(r)) for r in records} == {tuple(sorted(KEYS))}
-    assert len(records) == 3 * 2 * 4  # methods x seeds x metrics
+    assert len(records) == 4 * 2 * 4  # methods x seeds x metrics
     by = {(r["method"], r["seed"], r["metric"]): r["value"] for r in records}
-    # The majority baseline's purity is the largest class share of digits (183 / 1797).
-    assert by[("majority", 0, "purity")] == pytest.approx(183 / 1797)
+    # The majority baseline's purity is the largest class share.
+    assert by[("majority", 0, "purity")] == pytest.approx(np.bincount(labels).max() / 400)
     assert by[("kmeans-best-view", 0, "nmi")] > 0.3  # chance is about 0
+    assert by[("graph-concat", 0, "accuracy")] > 0.6  # the head alone, no training
     for name in ("results.json", "results.md", "embedding.png"):
         assert (tmp_path / name).exists()
-    assert "±" in (tmp_path / "results.md").read_text()
+    # --epochs 5: warm-up 5 // 5 = 1 epoch of plain autoencoding, then four with the mixer.
+    curve = history(tmp_path, "otm-aligned-0")
+    assert len(curve) == 5
+    assert curve[0]["mixed"] == 0.0 and all(h["mixed"] > 0 for h in curve[1:])
+    # What training earns (measured: reconstruction about 60 -> 50 and mixed 61 -> 52 in five
+    # epochs; with lr = 0 both stay within 3 % of where they start).
+    assert curve[-1]["reconstruction"] < 0.9 * curve[0]["reconstruction"]
+    assert curve[-1]["mixed"] < 0.95 * curve[1]["mixed"]
+    # Balanced head: 400 rows in 10 clusters of 40, so each class counts at most 40 correct.
+    report = (tmp_path / "results.md").read_text()
+    cap = np.minimum(np.bincount(labels), 40).sum() / 400
+    assert f"can reach at most {cap:.3f} on this data" in report
+    assert "±" in report
     # A second call finds every run in results.json and repeats none of them.
-    again = json.loads(CliRunner().invoke(app, args).output)
-    assert again == records
+    again = cluster(*args)
+    assert json.loads(again.stdout) == records
+    assert read_results(tmp_path) == records
 
 
-def test_cluster_refuses_concatenation_baselines_when_unaligned(tmp_path):
-    result = CliRunner().invoke(
-        app,
-        [
-            "cluster",
-            "--dataset",
-            "digits",
-            "--setting",
-            "unaligned",
-            "--methods",
-            "kmeans-concat",
-            "--out",
-            str(tmp_path),
-        ],
-    )
-    assert result.exit_code == 2
-    assert "need aligned rows" in result.output
+def test_cluster_shows_progress_bars(tmp_path, digits400):
+    data, _ = digits400
+    args = ["--dataset", str(data), "--methods", "otm,majority", "--seeds", "1"]
+    result = cluster(*args, "--epochs", "2", "--out", str(tmp_path / "a"), "--progress")
+    assert result.exit_code == 0, result.output
+    assert "digits400 aligned" in result.stderr and "2/2" in result.stderr  # runs
+    assert "otm[fgw] seed 0" in result.stderr  # epochs, with --progress only
+    assert "| otm |" in result.stdout  # the table, printed from results.md
+    quiet = cluster(*args, "--epochs", "2", "--out", str(tmp_path / "b"))
+    assert "digits400 aligned" in quiet.stderr and "otm[fgw]" not in quiet.stderr
 
 
-def test_cluster_rejects_unknown_methods(tmp_path):
-    result = CliRunner().invoke(
-        app, ["cluster", "--dataset", "digits", "--methods", "dbscan", "--out", str(tmp_path)]
-    )
-    assert result.exit_code == 2
-    assert "unknown method" in result.output
-
-
-@pytest.mark.slow
-def test_unaligned_run_reports_coupling_quality(tmp_path):
-    args = [
-        "cluster",
-        "--dataset",
-        "digits",
-        "--setting",
-        "unaligned",
-        "--methods",
-        "otm",
-        "--seeds",
-        "1",
-        "--epochs",
-        "1",
-        "--out",
-        str(tmp_path),
-    ]
-    result = CliRunner().invoke(app, args)
+def test_unaligned_run_reports_coupling_quality(tmp_path, digits400):
+    data, labels = digits400
+    args = ["--dataset", str(data), "--setting", "unaligned", "--methods", "otm"]
+    result = cluster(*args, "--seeds", "1", "--epochs", "2", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     report = (tmp_path / "results.md").read_text()
     assert "Coupling quality" in report
     row = next(line for line in report.splitlines() if line.startswith("| otm | 0 |"))
     same, chance, true_pairs = (float(x) for x in row.strip("|").split("|")[2:5])
-    assert 0 <= same <= 1 and 0 <= true_pairs <= 1
-    assert chance == pytest.approx(0.1, abs=0.01)  # ten balanced digit classes
+    # The cross coupling has uniform marginals over each view's rows, so the same-class mass
+    # of the independent coupling is the sum of squared class shares.
+    assert chance == pytest.approx(np.sum((np.bincount(labels) / 400) ** 2), abs=1e-3)
+    assert 0 < same < 1 and 0 <= true_pairs <= 1
+
+
+def test_coupling_diagnostic_against_a_hand_computed_case():
+    # Six samples in two views, rows permuted per view; a barycenter of three points with
+    # unequal weights p. The cross coupling is T0^T diag(1/p) T1: mass moves from row i of
+    # view 0 to barycenter point b, then on to row j of view 1 in proportion T1[b, j] / p[b].
+    rng = np.random.default_rng(4)
+    y = np.array([0, 0, 1, 1, 2, 2])
+    ds = unalign(MultiViewDataset([rng.normal(size=(6, 2)), rng.normal(size=(6, 3))], y), 1.0, 0)
+    p = np.array([0.5, 0.3, 0.2])
+    t0, t1 = rng.random((3, 6)), rng.random((3, 6))
+    t0, t1 = (t / t.sum(1, keepdims=True) * p[:, None] for t in (t0, t1))
+    l0, l1 = ds.row_labels(0).numpy(), ds.row_labels(1).numpy()
+    i0, i1 = ds.ids[0].numpy(), ds.ids[1].numpy()
+    cross = np.zeros((6, 6))
+    for b in range(3):
+        for i in range(6):
+            for j in range(6):
+                cross[i, j] += t0[b, i] * t1[b, j] / p[b]
+    same_class = l0[:, None] == l1[None, :]
+    # The masses total 1 (every T_m has total mass 1), so no normalisation is needed here.
+    assert cross.sum() == pytest.approx(1.0)
+    got = _coupling_diagnostic(ds, [torch.from_numpy(t0), torch.from_numpy(t1)])
+    assert got["same_class"] == pytest.approx(cross[same_class].sum(), abs=1e-12)
+    assert got["true_pairs"] == pytest.approx(cross[i0[:, None] == i1[None, :]].sum(), abs=1e-12)
+    # Chance: the independent coupling with the same marginals.
+    independent = np.outer(cross.sum(1), cross.sum(0))
+    assert got["chance"] == pytest.approx(independent[same_class].sum(), abs=1e-12)
+
+
+def test_epochs_rule_is_one_fifth_warmup_as_the_defaults():
+    defaults = OTMConfig(n_clusters=2)
+    assert epochs_config(defaults.epochs) == {
+        "epochs": defaults.epochs,
+        "warmup_epochs": defaults.warmup_epochs,
+    }
+    assert epochs_config(5)["warmup_epochs"] == 1 and epochs_config(None) == {}
+    with pytest.raises(ValueError, match="at least 1"):
+        epochs_config(0)
+
+
+def test_default_methods_show_the_head_alone():
+    assert {"graph-concat", "graph-best-view"} <= set(DEFAULT_METHODS["aligned"])
+    assert {"graph-best-view", "graph-each-view"} <= set(DEFAULT_METHODS["unaligned"])
+    assert "graph-each-view" in DEFAULT_METHODS["partial"]
+    assert "graph-concat" not in DEFAULT_METHODS["unaligned"]
+    assert {"otm", "graph-concat"} <= set(HEAD_METHODS)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--setting", "aligned", "--rate", "0.5"], "--rate applies to --setting unaligned only"),
+        (["--setting", "partial", "--rate", "0.5"], "--rate applies to --setting unaligned only"),
+        (["--device", "gpu"], "not a torch device name"),
+        (["--setting", "unaligned", "--methods", "kmeans-concat"], "need aligned rows"),
+        (["--setting", "unaligned", "--methods", "graph-concat"], "need aligned rows"),
+        (["--methods", "dbscan"], "unknown method"),
+    ],
+)
+def test_cluster_refuses_bad_options(tmp_path, args, message):
+    # Cheap settings first (a later option wins), so that a refusal that breaks fails fast.
+    base = ["--dataset", "digits", "--methods", "majority", "--seeds", "1"]
+    result = cluster(*base, "--out", str(tmp_path), *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1  # one line, no traceback
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_parallel_runs_give_the_records_of_serial_runs(tmp_path, digits400):
+    """``jobs=2`` runs (method, seed) in two one-thread processes; each run draws from its own
+    seed, so the scores are those of the serial table (same machine, same thread count)."""
+    from modalign.experiments.clustering import run_clustering
+
+    data, _ = digits400
+    common = dict(
+        setting="unaligned",
+        methods=["mwae", "graph-each-view"],
+        seeds=[0, 1],
+        config=epochs_config(2),
+    )
+    serial = run_clustering(str(data), out=tmp_path / "serial", **common)
+    parallel = run_clustering(str(data), out=tmp_path / "parallel", jobs=2, **common)
+
+    def values(records):
+        return {(r["method"], r["seed"], r["metric"]): r["value"] for r in records}
+
+    assert len(serial) == 2 * 2 * 4
+    assert values(parallel) == pytest.approx(values(serial), abs=1e-9)
+    # Every run was saved, and the parallel folder resumes like the serial one.
+    assert values(read_results(tmp_path / "parallel")) == values(parallel)
+    with pytest.raises(ValueError, match="jobs"):
+        run_clustering(str(data), jobs=0, **common)

@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 
 from modalign.cli import app
 from modalign.data import load_digits_views
+from modalign.eval import read_header, write_results
+from modalign.eval.report import write_results_file
 from modalign.experiments.robustness import (
     RESULT_KEYS,
     corrupted_test_sets,
@@ -18,6 +20,7 @@ from modalign.experiments.robustness import (
     otm_effect,
     robustness_scores,
 )
+from modalign.provenance import data_fingerprint, protocol_key, run_header
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -140,9 +143,10 @@ def test_robustness_command_on_avdigits(tmp_path):
     ):
         assert heading in md
     assert "±" in md and (tmp_path / "robustness.png").stat().st_size > 10_000
-    # Finished runs keep their weights; their training checkpoints are gone.
+    # Finished runs keep their weights; their training checkpoints are gone, their curves not.
     assert len(list((tmp_path / "models").glob("*.pt"))) == 8
     assert not list((tmp_path / "checkpoints").glob("*.pt"))
+    assert len(list((tmp_path / "checkpoints").glob("*.history.csv"))) == 8
     # Resuming: every run is found in results.json and none is repeated.
     assert _run(tmp_path) == records
 
@@ -167,19 +171,53 @@ def test_robustness_refuses_bad_requests(tmp_path):
         app, ["robustness", "--dataset", "digits", "--otm", "sometimes", "--out", str(tmp_path)]
     )
     assert bad_otm.exit_code == 2 and "--otm" in bad_otm.output
-    # A folder holding another command's results is not overwritten.
-    (tmp_path / "results.json").write_text(json.dumps([{"dataset": "x", "method": "otm"}]))
-    clash = runner.invoke(
-        app, ["robustness", "--dataset", "digits", "--models", "late", "--out", str(tmp_path)]
-    )
-    assert clash.exit_code == 2 and "not a robustness results file" in clash.output
-    # Nor is one holding another dataset's robustness results (its runs would be skipped).
-    other = dict.fromkeys(RESULT_KEYS, 0) | {"dataset": "prokaryotic", "model": "late"}
+    args = ["robustness", "--dataset", "digits", "--models", "late", "--out", str(tmp_path)]
+    # A folder of an older modalign (a bare list of records, no fingerprint) is not reused.
+    other = dict.fromkeys(RESULT_KEYS, 0) | {"dataset": "digits", "model": "late"}
     (tmp_path / "results.json").write_text(json.dumps([other]))
-    mixed = runner.invoke(
-        app, ["robustness", "--dataset", "digits", "--models", "late", "--out", str(tmp_path)]
-    )
-    assert mixed.exit_code == 2 and "holds results of ['prokaryotic']" in mixed.output
+    old = runner.invoke(app, args)
+    assert old.exit_code == 2 and "older version of modalign" in old.output
+    # Nor is one holding another command's results,
+    write_results(tmp_path, [], header=run_header(key=protocol_key("cluster", "digits", "x")))
+    clash = runner.invoke(app, args)
+    assert clash.exit_code == 2 and "results for protocol 'cluster' and" in clash.output
+    assert "not protocol 'robustness' and" in clash.output
+    # or another dataset's robustness results (its runs would be skipped).
+    key = protocol_key("robustness", "prokaryotic", "ab" * 32, preprocess="auto")
+    write_results_file(tmp_path, [other], "", run_header(key=key))
+    mixed = runner.invoke(app, args)
+    assert mixed.exit_code == 2 and "results for dataset 'prokaryotic'" in mixed.output
+
+
+def test_robustness_folder_is_keyed_by_data_preprocessing_and_model_configs(tmp_path):
+    def run(*extra: str):
+        args = ["robustness", "--dataset", "digits", "--models", "late", "--otm", "off"]
+        args += ["--seeds", "1", "--epochs", "1", "--out", str(tmp_path), "--json", *extra]
+        return CliRunner().invoke(app, args)
+
+    first = run()
+    assert first.exit_code == 0, first.output
+    records = json.loads(first.stdout)
+    header = read_header(tmp_path)
+    assert header["key"]["protocol"] == "robustness" and header["key"]["preprocess"] == "auto"
+    assert header["key"]["data_sha256"] == data_fingerprint(load_digits_views())
+    assert header["configs"]["late"]["epochs"] == 1 and header["configs"]["late"]["otm"] is False
+    assert header["data"]["name"] == "digits" and header["device"] == "cpu"
+    # The training checkpoint is gone once the run is saved; its curves stay.
+    curves = list((tmp_path / "checkpoints").glob("late-0-*.history.csv"))
+    assert len(curves) == 1 and curves[0].read_text().startswith("epoch,")
+    assert json.loads(run().stdout) == records  # resumed, nothing retrained
+    for extra, named in (
+        (("--epochs", "2"), "late results with epochs=1, not epochs=2"),
+        (("--preprocess", "zscore"), "preprocess 'auto', not preprocess 'zscore'"),
+    ):
+        result = run(*extra)
+        assert result.exit_code == 2 and named in result.output, result.output
+    # Another model joins the folder.
+    more = run("--otm", "on")
+    assert more.exit_code == 0, more.output
+    assert {r["model"] for r in json.loads(more.stdout)} == {"late", "late+otm", "majority"}
+    assert set(read_header(tmp_path)["configs"]) == {"late", "late+otm"}
 
 
 def test_robustness_on_a_multiview_dataset_uses_a_stratified_split(tmp_path):

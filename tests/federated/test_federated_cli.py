@@ -9,7 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from modalign.cli import app
+from modalign.data import load_dataset
+from modalign.eval import read_header, read_results
 from modalign.federated import FederatedConfig
+from modalign.provenance import data_fingerprint
 
 
 def test_simulate_local_engine_writes_cluster_results(shared_data, tmp_path):
@@ -20,10 +23,33 @@ def test_simulate_local_engine_writes_cluster_results(shared_data, tmp_path):
     records = json.loads(result.output)
     assert {r["metric"] for r in records} == {"purity", "accuracy", "nmi", "ari"}
     assert {r["method"] for r in records} == {"otm-federated"}
-    saved = json.loads((tmp_path / "results.json").read_text())
+    saved = json.loads((tmp_path / "results.json").read_text())["records"]
     assert saved == records
     log = json.loads((tmp_path / "federated.json").read_text())
     assert [h["codes_from"] for h in log["history"]] == [[0, 1, 2], [0, 1, 2]]
+
+
+def test_simulate_results_folder_is_keyed_by_the_data_and_the_run(shared_data, tmp_path):
+    def simulate(*extra: str):
+        args = ["federated", "simulate", "--dataset", "prokaryotic", "--rounds", "1"]
+        args += ["--engine", "local", "--data-dir", str(shared_data), "--out", str(tmp_path)]
+        return CliRunner().invoke(app, [*args, "--json", *extra])
+
+    assert simulate().exit_code == 0
+    header = read_header(tmp_path)
+    data = load_dataset("prokaryotic", data_dir=shared_data)
+    assert header["key"]["data_sha256"] == data_fingerprint(data)
+    assert header["key"]["protocol"] == "federated"
+    assert header["configs"]["otm-federated"]["epochs"] == 1
+    # Another seed adds its records; other rounds or preprocessing are refused.
+    assert simulate("--seed", "1").exit_code == 0
+    assert {r["seed"] for r in read_results(tmp_path)} == {0, 1}
+    for extra, named in (
+        (("--rounds", "2"), "otm-federated results with epochs=1, not epochs=2"),
+        (("--preprocess", "l2"), "preprocess 'auto', not preprocess 'l2'"),
+    ):
+        result = simulate(*extra)
+        assert result.exit_code == 2 and named in result.output, result.output
 
 
 def test_simulate_reports_the_privacy_budget(shared_data, tmp_path):

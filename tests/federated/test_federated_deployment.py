@@ -140,5 +140,5 @@ def test_superlink_and_three_supernodes_survive_a_killed_agent(shared_data, tmp_
     assert history[0]["codes_from"] == [0, 1, 2]
     assert len(history) == 2
     assert sorted(log["scores"]) == ["0", "1"]  # results from the remaining agents
-    records = json.loads((out / "results.json").read_text())
+    records = json.loads((out / "results.json").read_text())["records"]
     assert {r["metric"] for r in records} == {"purity", "accuracy", "nmi", "ari"}

@@ -112,7 +112,7 @@ def test_two_rounds_on_prokaryotic_write_results_and_only_codes_leave_agents(sha
     result = simulate(cfg, 3, mods=[spy(spied)], flwr_home=str(tmp_path / "flwr"))
     assert os.environ["FLWR_TELEMETRY_ENABLED"] == "0"
     # Results, written as `modalign cluster` writes them.
-    records = json.loads((tmp_path / "out" / "results.json").read_text())
+    records = json.loads((tmp_path / "out" / "results.json").read_text())["records"]
     assert {r["metric"] for r in records} == SCORE_KEYS
     assert {(r["dataset"], r["method"], r["seed"]) for r in records} == {
         ("prokaryotic", "otm-federated", 0)

@@ -6,12 +6,17 @@ network by direct calls.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
+import re
 
 import numpy as np
 import pytest
 import torch
 
+from modalign.data import Preprocessor, load_digits_views
+from modalign.eval import read_header, read_results
 from modalign.federated import (
     Agent,
     Coordinator,
@@ -28,6 +33,22 @@ from modalign.methods.otm import ot_mix
 from modalign.nn import reconstruction_error
 
 N, K, D = 48, 3, 8
+#: What a train reply reports without DP, and the scores an evaluate reply reports.
+LOSS_KEYS = {"loss", "reconstruction", "mixed", "mmd", "cluster"}
+SCORE_KEYS = {"purity", "accuracy", "nmi", "ari"}
+#: The privacy budget a codes reply carries under DP: settings, counts and epsilons.
+PRIVACY_KEYS = {
+    f"privacy.{k}"
+    for k in (
+        "releases",
+        "n_rows",
+        "clip",
+        "noise_multiplier",
+        "delta",
+        "epsilon_code",
+        "epsilon_dataset",
+    )
+}
 #: Prokaryotic: 551 rows, three views (text 438, proteome_comp 3, gene_repert 393), 4 classes.
 PROKARYOTIC_ROWS = 551
 PROKARYOTIC_DIMS = (438, 3, 393)
@@ -145,12 +166,34 @@ def test_dropped_agent_sits_out_a_round_and_rejoins(tmp_path):
     assert sorted(result.scores) == [0, 1, 2]
     log = json.loads((tmp_path / "federated.json").read_text())
     assert log["history"][2]["codes_from"] == [0, 1]
-    assert {r["metric"] for r in json.loads((tmp_path / "results.json").read_text())} == {
+    saved = json.loads((tmp_path / "results.json").read_text())["records"]
+    assert {r["metric"] for r in saved} == {
         "purity",
         "accuracy",
         "nmi",
         "ari",
     }
+
+
+def test_a_results_folder_of_another_run_is_refused_before_round_zero(tmp_path):
+    cfg = config(otm={"epochs": 2}, out=str(tmp_path), data_sha256="ab" * 32)
+    run_federated(LocalTransport([Agent(d, cfg) for d in synthetic()]), cfg)
+    assert read_header(tmp_path)["key"]["data_sha256"] == "ab" * 32
+    for other, named in (
+        ({"data_sha256": "cd" * 32}, "sha256 abababababab.. (synthetic), not data sha256 cdcd"),
+        ({"setting": "unaligned", "rate": 0.5}, "setting 'aligned' and rate None, not"),
+        ({"otm": {"epochs": 2, "lambda_mix": 0.5}}, "lambda-mix=1.0, not lambda-mix=0.5"),
+    ):
+        same = {"otm": {"epochs": 2}, "out": str(tmp_path), "data_sha256": "ab" * 32}
+        wrong = config(**{**same, **other})
+        transport = LocalTransport([Agent(d, wrong) for d in synthetic()])
+        with pytest.raises(ValueError, match=re.escape(named)):
+            run_federated(transport, wrong)
+        assert transport.sent == []  # nothing was asked of any agent
+    # Another seed of the same run adds its records.
+    again = config(otm={"epochs": 2}, out=str(tmp_path), data_sha256="ab" * 32, seed=1)
+    run_federated(LocalTransport([Agent(d, again) for d in synthetic()]), again)
+    assert {r["seed"] for r in read_results(tmp_path)} == {0, 1}
 
 
 def test_results_come_from_the_agents_that_answer_the_end(tmp_path):
@@ -207,7 +250,7 @@ def test_only_codes_and_numbers_leave_agents_in_process(cross_gradients):
     cfg = config(otm={"epochs": 3}, cross_gradients=cross_gradients)
     agents = [Agent(d, cfg) for d in synthetic()]
     transport = LocalTransport(agents)
-    run_federated(transport, cfg)
+    result = run_federated(transport, cfg)
     assert transport.received
     for kind, _node, payload in transport.received:
         assert set(payload.config) == {"modality", "n-rows", "round"}
@@ -218,6 +261,77 @@ def test_only_codes_and_numbers_leave_agents_in_process(cross_gradients):
             else:  # by default nothing but codes; cross-gradients are shaped like codes
                 assert cross_gradients, (kind, name)
                 assert kind == "train" and name.startswith("grad.") and array.shape == (16, D)
+        # Without DP the loss terms travel and the round log keeps them.
+        expected = {"codes": set(), "train": LOSS_KEYS, "evaluate": SCORE_KEYS}[kind]
+        assert set(payload.metrics) == expected, kind
+    assert all(sorted(h["losses"]) == [0, 1, 2] for h in result.history)
+    assert not any("losses_withheld" in h for h in result.history)
+
+
+def test_under_dp_every_reply_holds_only_accounted_quantities(caplog):
+    """Local DP: the noised codes are accounted; modality, row count, round and the budget
+    are declared non-private; the final scores are declared evaluation output. Nothing else
+    leaves an agent: the loss terms (means of un-noised quantities) stay on it."""
+    clip, noise = 1.0, 2.0
+    cfg = config(otm={"epochs": 3}, dp_clip=clip, dp_noise=noise)
+    agents = [Agent(d, cfg) for d in synthetic()]
+    transport = LocalTransport(agents)
+    with caplog.at_level(logging.INFO, logger="modalign.federated.protocol"):
+        result = run_federated(transport, cfg)
+    kinds = [kind for kind, _node, _payload in transport.received]
+    assert kinds.count("codes") == 3 * (cfg.rounds + 1) and kinds.count("train") == 3 * 3
+    assert kinds.count("evaluate") == 3
+    releases = dict.fromkeys(transport.nodes(), 0)
+    for kind, node, payload in transport.received:
+        assert set(payload.config) == {"modality", "n-rows", "round"}, kind
+        if kind == "codes":
+            assert set(payload.arrays) == {"codes"} and set(payload.metrics) == PRIVACY_KEYS
+            # Noised: clipped codes have norm <= clip, the noise adds about noise * clip *
+            # sqrt(D) = 5.7 (a chi distribution with 8 degrees of freedom).
+            norms = np.linalg.norm(payload.arrays["codes"], axis=1)
+            assert np.median(norms) > 3 * clip
+            # Every release is counted: the budget covers this one and all before it.
+            releases[node] += 1
+            assert payload.metrics["privacy.releases"] == releases[node]
+        elif kind == "train":
+            assert payload.arrays == {} and payload.metrics == {}
+        else:
+            assert payload.arrays == {} and set(payload.metrics) == SCORE_KEYS
+    assert all(h["losses"] == {} and "local DP" in h["losses_withheld"] for h in result.history)
+    # The agents still log their losses, locally.
+    assert "loss terms kept on this agent (local DP)" in caplog.text
+
+
+def test_federated_training_earns_its_clusters():
+    """Two agents, each one half of 200 digits (preprocessed as ``modalign cluster`` does):
+    30 rounds with cross-gradients cluster better than the same agents untrained (lr = 0).
+    Measured NMI, seeds 0/1/2: 0.582/0.659/0.626 trained, 0.358/0.425/0.475 untrained. This
+    shows that the federated loop learns, not that mixing helps: codes only, it scored
+    0.618/0.662/0.583 here."""
+    ds = load_digits_views()
+    ds = Preprocessor("auto").fit(ds).transform(ds)
+    rows = torch.arange(0, ds.n_samples, 9)
+    data = [
+        ModalityData(m, name, v[rows].float(), ds.labels[rows].numpy())
+        for m, (name, v) in enumerate(zip(ds.names, ds.views))
+    ]
+    otm = OTMConfig(
+        n_clusters=10, latent_dim=8, batch_size=32, epochs=30, warmup_epochs=2, cluster_restarts=2
+    )
+    cfg = FederatedConfig(dataset="digits", otm=otm, cross_gradients=True)
+    trained = run_federated(LocalTransport([Agent(d, cfg) for d in data]), cfg)
+    # Adam with lr = 0 never moves a weight: one round is as untrained as thirty.
+    still = dataclasses.replace(cfg, otm=dataclasses.replace(otm, lr=0.0, epochs=1))
+    untrained = run_federated(LocalTransport([Agent(d, still) for d in data]), still)
+    nmi = {r["metric"]: r["value"] for r in trained.records}["nmi"]
+    nmi_untrained = {r["metric"]: r["value"] for r in untrained.records}["nmi"]
+    assert nmi > nmi_untrained + 0.1, (nmi, nmi_untrained)
+    # Losses fall for every agent (measured, agents 0/1: reconstruction 31.2/27.3 -> 9.7/9.5,
+    # mixed 31.0/26.9 -> 12.7/12.5).
+    first, last, mixing = trained.history[0], trained.history[-1], trained.history[2]
+    for m in (0, 1):
+        assert last["losses"][m]["reconstruction"] < 0.5 * first["losses"][m]["reconstruction"]
+        assert last["losses"][m]["mixed"] < 0.6 * mixing["losses"][m]["mixed"]
 
 
 def test_unaligned_agents_use_their_own_content_order(tmp_path):
@@ -237,13 +351,24 @@ def test_prokaryotic_agents_load_one_view_each(shared_data):
     with pytest.raises(ValueError, match="modality 3: dataset 'prokaryotic' has 3 views"):
         load_modality("prokaryotic", 3, data_dir=str(shared_data))
     cfg = FederatedConfig(
-        dataset="prokaryotic", otm=OTMConfig(n_clusters=4, epochs=2, warmup_epochs=1)
+        dataset="prokaryotic", otm=OTMConfig(n_clusters=4, epochs=3, warmup_epochs=1)
     )
     result = run_federated(LocalTransport([Agent(v, cfg) for v in views]), cfg)
-    rec = {r["metric"]: r["value"] for r in result.records}
-    assert set(rec) == {"purity", "accuracy", "nmi", "ari"}
-    assert 0.25 <= rec["accuracy"] <= 1.0
     assert all(h["codes_from"] == [0, 1, 2] for h in result.history)
+    # Aligned: every agent scored the same clusters, and the records are those scores.
+    rec = {r["metric"]: r["value"] for r in result.records}
+    assert all(result.scores[m] == pytest.approx(rec) for m in range(3))
+    # Each agent trains on its real view: mixing after the warm-up only, and its own
+    # reconstruction falls (measured over two rounds, seeds 0-2: by 0.3-1.4 % for the 438- and
+    # 393-dimensional views, 26-31 % for the 3-dimensional one).
+    losses = [h["losses"] for h in result.history]
+    for m in range(3):
+        assert [r[m]["mixed"] > 0 for r in losses] == [False, True, True]
+        assert losses[2][m]["reconstruction"] < losses[0][m]["reconstruction"]
+    # No learning claim here: on Prokaryotic training has not beaten untrained encoders with
+    # the same head (measured: accuracy 0.512/0.574, NMI 0.299/0.329 untrained at seeds 0/1;
+    # 5 rounds 0.517/0.554, NMI 0.307/0.312; 100 rounds 0.42, NMI 0.14, docs/federated.md),
+    # nor the majority share 0.568. test_federated_training_earns_its_clusters shows learning.
 
 
 def test_arrays_to_batches_refuses_gaps():

@@ -35,6 +35,24 @@ def _single_thread(one_thread):
     yield
 
 
+@pytest.fixture
+def asymmetric_blas(monkeypatch):
+    """Simulates a BLAS (MKL on AMD EPYC) whose ``x x^T`` has entries (i, j) and (j, i) that
+    differ in the last bit: the real product, nudged up by one ulp above the diagonal.
+    Returns the patched product, so a test can check that the simulation is asymmetric."""
+    import modalign.ot.structure as structure
+
+    real = structure._inner_products
+
+    def last_bit_asymmetric(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        g = real(x, y)
+        upper = torch.ones_like(g, dtype=torch.bool).triu(diagonal=1)
+        return torch.where(upper, torch.nextafter(g, torch.full_like(g, float("inf"))), g)
+
+    monkeypatch.setattr(structure, "_inner_products", last_bit_asymmetric)
+    return last_bit_asymmetric
+
+
 # ----------------------------------------------------------------------------- problems
 def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)

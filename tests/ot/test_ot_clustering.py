@@ -9,8 +9,9 @@ from sklearn.datasets import make_blobs, make_circles
 from sklearn.metrics import adjusted_rand_score
 from sklearn.neighbors import NearestNeighbors
 
-from modalign.ot import graph_structure, sq_distances
-from modalign.ot.clustering import gw_cluster, spectral_embedding
+import modalign.ot.clustering as clustering
+from modalign.ot import graph_structure, sq_distances, sqeuclidean_lowrank
+from modalign.ot.clustering import SIZES, graph_cluster, gw_cluster, spectral_embedding
 
 
 def _graph_reference(x: np.ndarray, k: int, scale_neighbor: int) -> np.ndarray:
@@ -38,6 +39,15 @@ def test_graph_structure_matches_its_definition(dtype, device, k):
     assert float(got.diagonal().abs().max()) < tol
 
 
+def test_graph_structure_is_symmetric_whatever_the_blas(asymmetric_blas):
+    """On a BLAS whose ``x x^T`` is not exactly symmetric the structure still is."""
+    x = torch.tensor(np.random.default_rng(0).normal(size=(60, 3)))
+    product = asymmetric_blas(x, x)
+    assert not torch.equal(product, product.T)  # the simulation is asymmetric
+    got = graph_structure(x, 8)
+    assert torch.equal(got, got.T)
+
+
 def test_graph_structure_rejects_bad_input():
     with pytest.raises(ValueError, match="n_neighbors"):
         graph_structure(torch.randn(10, 2), 0)
@@ -49,7 +59,7 @@ def test_graph_structure_rejects_bad_input():
 
 def test_balanced_gw_cluster_recovers_separated_blobs():
     x, y = make_blobs(n_samples=120, centers=4, cluster_std=0.5, random_state=0)
-    labels, plan, value = gw_cluster(torch.tensor(x), 4, balanced=True, random_state=0)
+    labels, plan, value = gw_cluster(torch.tensor(x), 4, sizes="balanced", random_state=0)
     assert adjusted_rand_score(y, labels.numpy()) == pytest.approx(1.0)
     # Balanced: every cluster receives mass 1/K, every point mass 1/N.
     np.testing.assert_allclose(plan.sum(0).numpy(), np.full(4, 0.25), atol=1e-9)
@@ -61,7 +71,7 @@ def test_gw_objective_is_the_four_index_sum():
     x, _ = make_blobs(n_samples=30, centers=3, random_state=1)
     c = sq_distances(torch.tensor(x))
     c = c / c.max()
-    _, plan, value = gw_cluster(structure=c, n_clusters=3, balanced=True, random_state=0)
+    _, plan, value = gw_cluster(structure=c, n_clusters=3, sizes="balanced", random_state=0)
     mean = float(c.mean())
     target = mean * 3 / 2 * (1 - np.eye(3))
     cn, t = c.numpy(), plan.numpy()
@@ -80,14 +90,92 @@ def test_graph_structure_finds_rings_that_distances_cannot():
     half, the kNN graph follows each ring."""
     x, y = make_circles(n_samples=200, factor=0.4, noise=0.03, random_state=0)
     x = torch.tensor(x)
-    by_distance, _, _ = gw_cluster(x, 2, balanced=True, random_state=0)
+    by_distance, _, _ = gw_cluster(x, 2, sizes="balanced", random_state=0)
     graph = graph_structure(x, 10)
     by_graph, _, _ = gw_cluster(
         structure=graph,
         n_clusters=2,
-        balanced=True,
+        sizes="balanced",
         embedding=spectral_embedding(1 - graph, 2),
         random_state=0,
     )
     assert adjusted_rand_score(y, by_distance.numpy()) < 0.2
     assert adjusted_rand_score(y, by_graph.numpy()) == pytest.approx(1.0)
+
+
+def _imbalanced_blobs(n: int, shares: list[float], seed: int = 0):
+    """Gaussian blobs with the given class shares, well apart (labels for scoring only)."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(len(shares)), np.round(np.array(shares) * n).astype(int))
+    centres = 6.0 * np.eye(len(shares), 2 * len(shares))
+    return centres[y] + rng.normal(size=(len(y), centres.shape[1])), y
+
+
+@pytest.mark.parametrize("structure", ["graph", "sqeuclidean"])
+def test_estimated_sizes_recover_an_imbalanced_mixture(structure):
+    """Shares 0.6 / 0.25 / 0.15: equal masses must split the large blob; masses estimated
+    without labels recover the blobs and their sizes."""
+    x, y = _imbalanced_blobs(600, [0.6, 0.25, 0.15])
+    truth = np.sort(np.bincount(y) / len(y))
+    estimated = graph_cluster(torch.tensor(x), 3, structure=structure, sizes="estimated")
+    balanced = graph_cluster(torch.tensor(x), 3, structure=structure, sizes="balanced")
+    assert adjusted_rand_score(y, estimated.numpy()) > 0.97
+    sizes = np.sort(np.bincount(estimated.numpy(), minlength=3) / len(y))
+    np.testing.assert_allclose(sizes, truth, atol=0.01)
+    assert adjusted_rand_score(y, balanced.numpy()) < 0.7
+    np.testing.assert_allclose(np.bincount(balanced.numpy(), minlength=3), 200, atol=1)
+
+
+def test_estimated_sizes_keep_every_cluster():
+    """Masses come from a start, floored at one point: asked for more clusters than distinct
+    points, every cluster still gets a member (an empty one would silently give K - 1)."""
+    x = torch.tensor(np.repeat(np.random.default_rng(1).normal(size=(4, 2)), 25, axis=0))
+    # Exactly repeated rows in the start's embedding: k-means leaves clusters empty there.
+    labels, plan, _ = gw_cluster(x, 6, embedding=x, sizes="estimated", random_state=0)
+    masses = plan.sum(0).numpy()
+    assert (masses >= 1 / 100 - 1e-12).all()
+    assert masses.sum() == pytest.approx(1.0, abs=1e-9)
+    assert len(np.unique(labels.numpy())) == 6
+
+
+def test_sizes_are_checked():
+    with pytest.raises(ValueError, match="sizes must be one of"):
+        gw_cluster(torch.randn(20, 2), 2, sizes="equal")
+    assert SIZES == ("balanced", "estimated", "free")
+
+
+def test_gw_cluster_above_the_dense_embedding_limit():
+    """N = 5000 > 4096: a dense graph structure once crashed reading ``structure.left``;
+    embeddings then come from Lanczos, not a full eigendecomposition."""
+    x, y = make_blobs(n_samples=5000, centers=3, n_features=2, cluster_std=0.6, random_state=0)
+    labels = graph_cluster(torch.tensor(x), 3, neighbors=10, restarts=1, sizes="estimated")
+    assert labels.shape == (5000,)
+    assert adjusted_rand_score(y, labels.numpy()) > 0.95
+
+
+def _gram(embedding: torch.Tensor) -> np.ndarray:
+    """``E E^T``: the same for any orthonormal basis of the same eigenspaces."""
+    return (embedding @ embedding.T).numpy()
+
+
+def test_lanczos_embeddings_match_the_full_eigendecomposition(monkeypatch):
+    """Above the size limit embeddings use a few Lanczos eigenpairs: with the limit lowered
+    they must span what the full ``eigh`` spans (classical scaling of squared distances is
+    PCA, checked against scikit-learn)."""
+    from sklearn.decomposition import PCA
+
+    x, _ = make_blobs(n_samples=150, centers=3, n_features=4, random_state=2)
+    graph = graph_structure(torch.tensor(x), 10)
+    lowrank = sqeuclidean_lowrank(torch.tensor(x))
+    full = (spectral_embedding(1 - graph, 3), clustering._classical_embedding(lowrank, 3))
+    full_graph = clustering._classical_embedding(graph, 3)
+    monkeypatch.setattr(clustering, "_EMBED_MAX", 50)
+    lanczos = (spectral_embedding(1 - graph, 3), clustering._classical_embedding(lowrank, 3))
+    for a, b in zip(full, lanczos):
+        np.testing.assert_allclose(_gram(b), _gram(a), atol=1e-8)
+    np.testing.assert_allclose(
+        _gram(clustering._classical_embedding(graph, 3)), _gram(full_graph), atol=1e-8
+    )
+    scores = PCA(3).fit_transform(x)
+    scale = float(sq_distances(torch.tensor(x)).max())
+    np.testing.assert_allclose(_gram(lanczos[1]), scores @ scores.T / scale, atol=1e-8)

@@ -15,6 +15,7 @@ from modalign.ot import (
     sq_distances,
     sqeuclidean_lowrank,
 )
+from modalign.ot.structure import squared_matvec
 
 
 def _tol(dtype, f32, f64):
@@ -66,7 +67,9 @@ def test_sqeuclidean_lowrank_batched_normalises_each_matrix(ref):
         full = pot.dist(x[b], x[b])
         np.testing.assert_allclose(dense[b], full / full.max(), atol=1e-12)
     # indexing a batch of factors gives the factors of one matrix
-    np.testing.assert_allclose(ref.asnp(low[1].dense()), dense[1], atol=1e-15)
+    # Not bit for bit: one matrix of a batched product and a single product may use
+    # different BLAS kernels (different accumulation orders).
+    np.testing.assert_allclose(ref.asnp(low[1].dense()), dense[1], atol=1e-13)
 
 
 def test_lowrank_transpose_and_to(ref):
@@ -119,3 +122,30 @@ def test_normalize_structure(dtype, ref):
     )
     with pytest.raises(ValueError, match="unknown normalisation 'median'"):
         normalize_structure(ct, "median")
+
+
+@pytest.mark.parametrize("n", [30, 700])  # 700 x 700 is above one block: squared in row blocks
+def test_squared_matvec_matches_its_definition(dtype, n):
+    rng = np.random.default_rng(n)
+    c, w = rng.normal(size=(n, n)), rng.random(n)
+    got = squared_matvec(torch.tensor(c, dtype=dtype), torch.tensor(w, dtype=dtype))
+    want = (c**2) @ w
+    assert got.shape == (n,) and got.dtype == dtype
+    np.testing.assert_allclose(got.double().numpy(), want, rtol=_tol(dtype, 1e-5, 1e-12))
+    batched = squared_matvec(torch.tensor(np.stack([c, 2 * c])), torch.tensor(w))
+    np.testing.assert_allclose(batched.numpy(), np.stack([want, 4 * want]), rtol=1e-12)
+
+
+def test_self_distances_and_kernels_are_symmetric_whatever_the_blas(dtype, asymmetric_blas):
+    """Exactly symmetric even where the BLAS gives ``x x^T`` asymmetric last bits (as MKL on
+    AMD EPYC does), also batched."""
+    x = torch.tensor(np.random.default_rng(1).normal(size=(2, 30, 4)), dtype=dtype)
+    product = asymmetric_blas(x, x)
+    assert not torch.equal(product, product.mT)  # the simulation is asymmetric
+    d = sq_distances(x)
+    assert torch.equal(d, d.mT)
+    k = kernel_structure(x[0])
+    assert torch.equal(k, k.T)
+    np.testing.assert_allclose(
+        d.double().numpy()[0], pot.dist(x[0].double().numpy()), atol=_tol(dtype, 1e-4, 1e-12)
+    )

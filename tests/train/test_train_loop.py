@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import importlib.util
 import math
 
 import pytest
@@ -156,9 +158,14 @@ def test_checkpoint_of_other_settings_is_refused(tmp_path):
     ckpt = tmp_path / "c.pt"
     Run().train(checkpoint=ckpt, stop_after=2)
     before = ckpt.read_bytes()
-    for other in ({**SETTINGS, "lr": 0.1}, {**SETTINGS, "dims": (D, 2)}, {"lr": 0.05}):
+    # The message names every setting that differs, with both values.
+    for other, named in (
+        ({**SETTINGS, "lr": 0.1}, r"\(lr=0\.05, not lr=0\.1\)"),
+        ({**SETTINGS, "dims": (D, 2)}, r"dims='\(3, 1\)', not dims='\(3, 2\)'"),
+        ({"lr": 0.05}, r"hidden=None, not seed=<unset>, dims=<unset>, hidden=<unset>"),
+    ):
         run = Run()
-        with pytest.raises(ValueError, match="other settings"):
+        with pytest.raises(ValueError, match="other settings .*" + named):
             run.train(checkpoint=ckpt, settings=other)
         assert run.snapshots == {}  # refused before training
     assert ckpt.read_bytes() == before  # and the checkpoint was left alone
@@ -233,7 +240,9 @@ def test_checkpoint_is_atomic_and_weights_only(tmp_path):
     ckpt = folder / "run.pt"  # the folder is created
     run = Run(SCRIPT)
     history = run.train(validate=run.validate, patience=2, checkpoint=ckpt, progress=True)
-    assert sorted(p.name for p in folder.iterdir()) == ["run.pt"]  # no temporary files left
+    # No temporary files left: the checkpoint, its curves, and TensorBoard's when installed.
+    curves = ["tensorboard"] if importlib.util.find_spec("tensorboard") else []
+    assert sorted(p.name for p in folder.iterdir()) == ["run.history.csv", "run.pt", *curves]
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert saved["epoch"] == len(history) == 6
     assert saved["stopped"] is True
@@ -246,3 +255,72 @@ def test_checkpoint_is_atomic_and_weights_only(tmp_path):
     _assert_same_weights(saved["model"], run.snapshots[5])
     assert set(saved["optimiser"]) == {"state", "param_groups"}
     assert load_checkpoint(ckpt)["epoch"] == 6
+
+
+# ---------------------------------------------------------------- training curves
+
+
+def _read_csv(path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    with open(path, encoding="utf-8") as f:
+        columns = f.readline().strip().split(",")
+    return columns, rows
+
+
+def _assert_csv_is(path, history: list[dict[str, float]], keys: list[str]) -> None:
+    columns, rows = _read_csv(path)
+    assert columns == ["epoch", *keys]
+    assert [int(r["epoch"]) for r in rows] == list(range(len(history)))
+    for row, log in zip(rows, history, strict=True):
+        # Written in full precision: the floats read back exactly.
+        assert {k: float(row[k]) for k in keys if row[k] != ""} == log
+
+
+def test_history_csv_holds_every_epoch_and_stays_consistent_after_a_resume(tmp_path):
+    ckpt = tmp_path / "run.pt"
+    run = Run(SCRIPT)
+    part = run.train(validate=run.validate, checkpoint=ckpt, stop_after=3)
+    path = tmp_path / "run.history.csv"
+    _assert_csv_is(path, part, ["loss", "val_loss"])
+    last = Run(SCRIPT)
+    history = last.train(validate=last.validate, checkpoint=ckpt)
+    assert len(history) == 8
+    _assert_csv_is(path, history, ["loss", "val_loss"])
+    # Kept when the checkpoint is deleted after the run (as robustness does).
+    ckpt.unlink()
+    _assert_csv_is(path, history, ["loss", "val_loss"])
+
+
+def test_history_csv_columns_follow_the_keys_as_they_appear(tmp_path):
+    """A method that logs a term only after its warm-up (OTM's mixed reconstruction): an
+    empty cell before, the column from its first epoch on."""
+    run = Run()
+
+    def run_epoch(epoch: int) -> dict[str, float]:
+        log = run.run_epoch(epoch)
+        return log if epoch < 2 else {**log, "mixed": 0.25 * epoch}
+
+    history = train_epochs(
+        run.model, run.opt, run_epoch, epochs=4, settings=SETTINGS, checkpoint=tmp_path / "m.pt"
+    )
+    columns, rows = _read_csv(tmp_path / "m.history.csv")
+    assert columns == ["epoch", "loss", "mixed"]
+    assert [r["mixed"] for r in rows] == ["", "", "0.5", "0.75"]
+    _assert_csv_is(tmp_path / "m.history.csv", history, ["loss", "mixed"])
+
+
+def test_tensorboard_events_hold_the_history(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ckpt = tmp_path / "run.pt"
+    Run(SCRIPT).train(checkpoint=ckpt, stop_after=3)  # interrupted, then resumed
+    last = Run(SCRIPT)
+    history = last.train(checkpoint=ckpt)
+    events = EventAccumulator(str(tmp_path / "tensorboard" / "run")).Reload()
+    assert events.Tags()["scalars"] == ["loss"]
+    scalars = events.Scalars("loss")
+    # One point per epoch, across both processes; TensorBoard stores float32.
+    assert [s.step for s in scalars] == list(range(8))
+    assert [s.value for s in scalars] == pytest.approx([h["loss"] for h in history], rel=1e-6)

@@ -10,8 +10,6 @@ import typer
 
 from modalign.cli._errors import user_errors
 
-DEFAULT_METHODS = "otm,otm-wb,mwae,majority,kmeans-concat,kmeans-best-view,spectral"
-
 
 def cluster(
     dataset: str = typer.Option(..., help="Registry name (see `modalign data list`) or a file."),
@@ -19,58 +17,96 @@ def cluster(
         "aligned",
         help="aligned | unaligned | partial (accuracy against the share of known pairs).",
     ),
-    methods: str = typer.Option(DEFAULT_METHODS, help="Comma-separated methods."),
+    methods: str | None = typer.Option(
+        None,
+        help="Comma-separated methods. Default per setting: aligned otm, otm-wb, mwae, majority, "
+        "kmeans-concat, kmeans-best-view, spectral, graph-concat, graph-best-view; unaligned "
+        "otm, otm-wb, mwae, majority, kmeans-best-view, graph-best-view, graph-each-view; "
+        "partial otm, mwae, kmeans-best-view, graph-each-view (graph-*: OTM's clustering head "
+        "alone on the raw views, no training).",
+    ),
     seeds: int = typer.Option(5, min=1, help="Seeds 0..N-1; tables show mean ± std."),
     out: Path = typer.Option(Path("runs/cluster"), help="Folder for results and checkpoints."),
     data_dir: Path | None = typer.Option(None, help="Data folder (default $MODALIGN_DATA)."),
     preprocess: str = typer.Option("auto", help="auto | l2 | zscore | tfidf+l2 | minmax ..."),
-    rate: float = typer.Option(1.0, help="Unaligned: fraction of each view's rows permuted."),
+    rate: float | None = typer.Option(
+        None, help="Unaligned only: fraction of each view's rows permuted (default 1)."
+    ),
     known_pairs: str = typer.Option(
         "0,0.1,0.3,0.5,1", help="Partial: the shares of known pairs, comma-separated."
     ),
-    epochs: int | None = typer.Option(None, help="Training epochs of the learned methods."),
+    epochs: int | None = typer.Option(
+        None,
+        min=1,
+        help="Training epochs N of the learned methods (default 100); the first N // 5 are "
+        "warm-up (plain autoencoding before mixing starts), 20 of the default 100.",
+    ),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, mps ..."),
+    progress_bars: bool = typer.Option(
+        False, "--progress", help="Show per-epoch progress bars (with --jobs 1)."
+    ),
+    jobs: int = typer.Option(
+        1,
+        min=1,
+        help="Runs (method, seed) in this many processes at once, one thread each; the "
+        "records do not depend on it.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the records as JSON instead."),
 ) -> None:
     """Train and evaluate clustering methods; write results.json, results.md and a plot."""
-    from modalign.eval import markdown_table
     from modalign.experiments.clustering import (
-        ALIGNED_ONLY_METHODS,
-        KNOWN_PAIRS_METHODS,
+        DEFAULT_METHODS,
+        epochs_config,
         run_clustering,
         run_known_pairs,
     )
+    from modalign.utils import check_device
 
-    names = [m.strip() for m in methods.split(",") if m.strip()]
-    if methods == DEFAULT_METHODS and setting == "unaligned":
-        names = [m for m in names if m not in ALIGNED_ONLY_METHODS]
-    elif methods == DEFAULT_METHODS and setting == "partial":
-        names = list(KNOWN_PAIRS_METHODS)
-    common = dict(
-        methods=names,
-        seeds=range(seeds),
-        out=out,
-        data_dir=data_dir,
-        preprocess=preprocess,
-        config=None if epochs is None else {"epochs": epochs, "warmup_epochs": max(1, epochs // 4)},
-        progress=None if as_json else typer.echo,
-    )
     start = time.perf_counter()
     with user_errors(ValueError, FileNotFoundError):
+        if rate is not None and setting != "unaligned":
+            raise ValueError(
+                f"--rate applies to --setting unaligned only, not {setting!r} (partial takes "
+                "the shares of known pairs from --known-pairs)"
+            )
+        names = (
+            list(DEFAULT_METHODS.get(setting, ()))
+            if methods is None
+            else [m.strip() for m in methods.split(",") if m.strip()]
+        )
+        common = dict(
+            methods=names,
+            seeds=range(seeds),
+            out=out,
+            data_dir=data_dir,
+            preprocess=preprocess,
+            config={"device": check_device(device), **epochs_config(epochs)},
+            progress=None if as_json else typer.echo,
+            run_bar=True,  # on stderr: --json's stdout stays plain JSON
+            progress_bars=progress_bars,
+            jobs=jobs,
+        )
         if setting == "partial":
-            try:
-                shares = [float(s) for s in known_pairs.split(",") if s.strip()]
-            except ValueError:
-                raise ValueError(
-                    f"--known-pairs must be numbers separated by commas, got {known_pairs!r}"
-                ) from None
-            records = run_known_pairs(dataset, shares=shares, **common)
+            records = run_known_pairs(dataset, shares=_shares(known_pairs), **common)
         else:
-            records = run_clustering(dataset, setting=setting, rate=rate, **common)
+            records = run_clustering(
+                dataset, setting=setting, rate=1.0 if rate is None else rate, **common
+            )
     if as_json:
         typer.echo(json.dumps(records, indent=1))
         return
     typer.echo("")
-    typer.echo(markdown_table(records))
+    typer.echo((out / "results.md").read_text(encoding="utf-8"))
     typer.echo(
-        f"\n{time.perf_counter() - start:.0f} s; results in {out}/results.json, {out}/results.md"
+        f"{time.perf_counter() - start:.0f} s; results in {out}/results.json, {out}/results.md"
     )
+
+
+def _shares(known_pairs: str) -> list[float]:
+    """The shares of ``--known-pairs``; a ValueError that names the option otherwise."""
+    try:
+        return [float(s) for s in known_pairs.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(
+            f"--known-pairs must be numbers separated by commas, got {known_pairs!r}"
+        ) from None

@@ -40,10 +40,11 @@ def simulate(
 ) -> None:
     """Run the agents and the server on this machine and write results.json / results.md."""
     from modalign.data import load_dataset
-    from modalign.eval import markdown_table
+    from modalign.eval import markdown_table, read_header
     from modalign.federated import Agent, FederatedConfig, LocalTransport, load_modality
-    from modalign.federated.server import run_federated
+    from modalign.federated.server import results_key, run_federated
     from modalign.methods import OTMConfig
+    from modalign.provenance import check_provenance, data_fingerprint
 
     with user_errors(ValueError, FileNotFoundError):
         raw = load_dataset(dataset, data_dir=data_dir)
@@ -61,6 +62,8 @@ def simulate(
             seed=seed,
             preprocess=preprocess,
             data_dir="" if data_dir is None else str(data_dir.resolve()),
+            # The agents' data is read here too: its fingerprint keys the results folder.
+            data_sha256=data_fingerprint(raw),
             out=str(out),
             n_agents=raw.n_views,
             round_timeout=round_timeout,
@@ -69,6 +72,9 @@ def simulate(
             dp_delta=dp_delta,
             cross_gradients=cross_gradients,
         )
+        # Refused here, before any agent starts (inside Flower's server app the error would
+        # only end the simulation); the server checks again for runs started elsewhere.
+        check_provenance(out, read_header(out), *results_key(config))
         say = (lambda _m: None) if as_json else typer.echo
         if engine == "local":
             agents = [

@@ -1,4 +1,5 @@
-"""Classical multi-view clustering baselines (DESIGN.md section 3: trivial baselines beside).
+"""Multi-view clustering baselines (DESIGN.md section 3: trivial baselines beside, and the
+head alone beside every method that clusters through a head).
 
 Every baseline has the signature ``(views, n_clusters, seed, *, aligned=True) -> labels``:
 
@@ -11,11 +12,20 @@ Every baseline has the signature ``(views, n_clusters, seed, *, aligned=True) ->
 * ``aligned``: whether row ``i`` of every view is the same sample. In the unaligned setting
   concatenating rows of different views pairs unrelated samples, so the concatenating baselines
   refuse it (``ValueError``); only the single-view baselines (:func:`majority`,
-  :func:`kmeans_best_view`) are valid there.
+  :func:`kmeans_best_view`, :func:`graph_best_view`, :func:`graph_each_view`) are valid there.
 
-None of them ever receives labels. Every baseline returns an ``(N,)`` int64 array of cluster
-labels in ``0..K-1`` for the rows of the views (of the chosen view for
-:func:`kmeans_best_view`, which also returns that view's index).
+The ``graph_*`` baselines are OTM's clustering head
+(:meth:`modalign.methods.OTM.assign_clusters`, its settings from the
+:class:`~modalign.methods.OTMConfig` of keyword ``head``, the defaults when not given) applied
+to the raw views with no training: what a learned method scores through that head is credited
+to its learning only beyond them.
+
+None of them ever receives labels. Every baseline returns ``(N,)`` int64 cluster labels in
+``0..K-1`` for the rows of the views (of the chosen view for the ``*_best_view`` baselines,
+which also return that view's index; one array per view for :func:`graph_each_view`).
+:func:`run_baseline` runs any of them by name and returns its clusters per view, and
+:func:`score_prediction` scores such a prediction: the one protocol of
+:func:`evaluate_baselines` and of ``modalign cluster``.
 """
 
 from __future__ import annotations
@@ -33,24 +43,35 @@ from modalign.eval.metrics import clustering_scores
 
 if TYPE_CHECKING:
     from modalign.data import MultiViewDataset
+    from modalign.methods import OTMConfig
 
 __all__ = [
     "ALIGNED_ONLY",
     "BASELINES",
     "Baseline",
+    "Prediction",
     "ViewArray",
     "ViewSelection",
     "evaluate_baselines",
+    "graph_best_view",
+    "graph_concat",
+    "graph_each_view",
+    "head_clusters",
     "kmeans_best_view",
     "kmeans_concat",
     "kmeans_each_view",
     "majority",
+    "run_baseline",
     "scale_view",
+    "score_prediction",
     "spectral_concat",
 ]
 
 ViewArray = np.ndarray | torch.Tensor
-Baseline = Callable[..., np.ndarray]
+#: Clusters per view: ``{v: (N_v,) labels of view v's rows}`` (one entry for a clustering of
+#: aligned rows or of a single view; one per view when every view is clustered on its own).
+Prediction = dict[int, np.ndarray]
+Baseline = Callable[..., Prediction]
 
 
 # ---------------------------------------------------------------------------------- input checks
@@ -97,7 +118,8 @@ def _refuse_unaligned(name: str, aligned: bool) -> None:
         raise ValueError(
             f"{name} concatenates the views row by row, which is meaningless when rows of "
             "different views are not in correspondence (aligned=False); in the unaligned "
-            "setting use a single-view baseline (majority, kmeans_best_view)"
+            "setting use a single-view baseline (majority, kmeans_best_view, graph_best_view, "
+            "graph_each_view)"
         )
 
 
@@ -281,25 +303,173 @@ def kmeans_best_view(
     return sel.labels[sel.best], sel.best
 
 
-def _best_view_labels(
-    views: Sequence[ViewArray], n_clusters: int, seed: int = 0, *, aligned: bool = True
+# ---------------------------------------------------------------------------------- the head alone
+def head_clusters(
+    x: ViewArray,
+    n_clusters: int,
+    seed: int = 0,
+    *,
+    head: OTMConfig | None = None,
+    content_order: bool = False,
 ) -> np.ndarray:
-    return kmeans_best_view(views, n_clusters, seed, aligned=aligned)[0]
+    """OTM's clustering head on points ``x`` ``(N, D)``, with no training: ``(N,)`` int64 labels.
+
+    Runs ``OTM(head, random_state=seed).assign_clusters(x)`` (GW matching of the points' kNN
+    graph to ``K`` clusters, :func:`modalign.ot.clustering.graph_cluster`) in float64 on
+    ``head.device``, exactly as OTM clusters its codes. ``head``: the
+    :class:`~modalign.methods.OTMConfig` whose head settings are used (``cluster_structure``,
+    ``cluster_neighbors``, ``cluster_restarts``, ``cluster_sizes``); default
+    ``OTMConfig(n_clusters=n_clusters)``. ``content_order``: cluster the rows sorted by content
+    and map the labels back, as :meth:`~modalign.methods.OTM.predict` does in the unaligned
+    setting, so that the clusters do not depend on the order in which the rows came.
+    """
+    # Imported here, not at module level: modalign.methods imports modalign.eval.supervised,
+    # which runs this package's __init__; a top-level import would start methods' import from
+    # inside its own.
+    from modalign.methods.otm import OTM, OTMConfig, canonical_order
+
+    arr = _as_views([x], aligned=True)[0]
+    k = _check_k(n_clusters, arr.shape[0])
+    cfg = OTMConfig(n_clusters=k) if head is None else head
+    if cfg.n_clusters != k:
+        raise ValueError(f"head.n_clusters={cfg.n_clusters} but n_clusters={k}; they must agree")
+    points = torch.from_numpy(arr)
+    model = OTM(cfg, random_state=seed)
+    if not content_order:
+        return model.assign_clusters(points.to(cfg.device)).astype(np.int64)
+    order = canonical_order(points).numpy()
+    labels = np.empty(len(order), dtype=np.int64)
+    labels[order] = model.assign_clusters(points[order].to(cfg.device))
+    return labels
 
 
-#: The baselines by name, all returning labels only (uniform signature).
-BASELINES: dict[str, Baseline] = {
-    "majority": majority,
-    "kmeans_concat": kmeans_concat,
-    "kmeans_best_view": _best_view_labels,
-    "spectral_concat": spectral_concat,
-}
+def graph_concat(
+    views: Sequence[ViewArray],
+    n_clusters: int,
+    seed: int = 0,
+    *,
+    aligned: bool = True,
+    head: OTMConfig | None = None,
+) -> np.ndarray:
+    """OTM's head alone (:func:`head_clusters`) on the concatenated views, each scaled by
+    :func:`scale_view` as in :func:`kmeans_concat`.
 
-#: Baselines that need aligned rows (they concatenate views).
-ALIGNED_ONLY: frozenset[str] = frozenset({"kmeans_concat", "spectral_concat"})
+    Returns:
+        ``(N,)`` int64 cluster labels.
+
+    Raises:
+        ValueError: with ``aligned=False`` (concatenation needs row correspondence).
+    """
+    _refuse_unaligned("graph_concat", aligned)
+    xs = _as_views(views, aligned=True)
+    return head_clusters(_concat(xs), n_clusters, seed, head=head)
+
+
+def graph_best_view(
+    views: Sequence[ViewArray],
+    n_clusters: int,
+    seed: int = 0,
+    *,
+    aligned: bool = True,
+    head: OTMConfig | None = None,
+) -> tuple[np.ndarray, int]:
+    """OTM's head alone on the single view that :func:`kmeans_best_view` would choose (the
+    same label-free criterion, :func:`kmeans_each_view`), rows in content order when
+    unaligned (as OTM clusters each view's rows there).
+
+    Returns:
+        ``(labels, view)``: the chosen view's ``(N_view,)`` int64 cluster labels and its index.
+    """
+    best = kmeans_each_view(views, n_clusters, seed, aligned=aligned).best
+    x = _as_views(views, aligned=aligned)[best]
+    return head_clusters(x, n_clusters, seed, head=head, content_order=not aligned), best
+
+
+def graph_each_view(
+    views: Sequence[ViewArray],
+    n_clusters: int,
+    seed: int = 0,
+    *,
+    aligned: bool = True,
+    head: OTMConfig | None = None,
+) -> list[np.ndarray]:
+    """OTM's head alone on every view's own rows: what OTM's unaligned prediction (each view
+    clustered from its own codes) gets without training. Score each view against its own row
+    labels and average, as OTM unaligned is scored (:func:`score_prediction`).
+
+    Returns:
+        Per view, the ``(N_v,)`` int64 cluster labels of its rows.
+    """
+    xs = _as_views(views, aligned=aligned)
+    return [head_clusters(x, n_clusters, seed, head=head, content_order=not aligned) for x in xs]
 
 
 # ---------------------------------------------------------------------------------- protocol
+def _in_chosen_view(labels_and_view: tuple[np.ndarray, int]) -> Prediction:
+    """``{view: labels}`` from a best-view baseline's ``(labels, view)``."""
+    labels, view = labels_and_view
+    return {view: labels}
+
+
+#: The baselines by name, each run as ``fn(views, n_clusters, seed, aligned, head)`` and
+#: returning its :data:`Prediction` (clusters per view; ``head`` is used by the graph ones).
+BASELINES: dict[str, Baseline] = {
+    "majority": lambda xs, k, seed, aligned, head: {0: majority(xs, k, seed, aligned=aligned)},
+    "kmeans_concat": lambda xs, k, seed, aligned, head: {
+        0: kmeans_concat(xs, k, seed, aligned=aligned)
+    },
+    "kmeans_best_view": lambda xs, k, seed, aligned, head: _in_chosen_view(
+        kmeans_best_view(xs, k, seed, aligned=aligned)
+    ),
+    "spectral_concat": lambda xs, k, seed, aligned, head: {
+        0: spectral_concat(xs, k, seed, aligned=aligned)
+    },
+    "graph_concat": lambda xs, k, seed, aligned, head: {
+        0: graph_concat(xs, k, seed, aligned=aligned, head=head)
+    },
+    "graph_best_view": lambda xs, k, seed, aligned, head: _in_chosen_view(
+        graph_best_view(xs, k, seed, aligned=aligned, head=head)
+    ),
+    "graph_each_view": lambda xs, k, seed, aligned, head: dict(
+        enumerate(graph_each_view(xs, k, seed, aligned=aligned, head=head))
+    ),
+}
+
+#: Baselines that need aligned rows (they concatenate views).
+ALIGNED_ONLY: frozenset[str] = frozenset({"kmeans_concat", "spectral_concat", "graph_concat"})
+
+
+def run_baseline(
+    name: str,
+    views: Sequence[ViewArray],
+    n_clusters: int,
+    seed: int = 0,
+    *,
+    aligned: bool = True,
+    head: OTMConfig | None = None,
+) -> Prediction:
+    """Run the baseline ``name`` (a key of :data:`BASELINES`) and return its clusters per view,
+    ``{v: (N_v,) labels of view v's rows}``: view 0 for a clustering of aligned rows (and for
+    :func:`majority`), the chosen view for the best-view baselines, every view for
+    :func:`graph_each_view`. ``head``: the OTM head settings of the graph baselines."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; choose among {sorted(BASELINES)}")
+    return BASELINES[name](views, n_clusters, seed, aligned, head)
+
+
+def score_prediction(ds: MultiViewDataset, prediction: Prediction) -> dict[str, float]:
+    """Clustering scores (:func:`~modalign.eval.clustering_scores`) of clusters per view, each
+    view's against the labels of its own rows (``ds.row_labels(v)``), averaged over the views
+    of ``prediction``. Labels are read here only, after clustering."""
+    if not prediction:
+        raise ValueError("the prediction holds no view's clusters")
+    per_view = [
+        clustering_scores(ds.row_labels(v).cpu().numpy(), labels)
+        for v, labels in prediction.items()
+    ]
+    return {k: float(np.mean([s[k] for s in per_view])) for k in per_view[0]}
+
+
 def evaluate_baselines(
     ds: MultiViewDataset,
     seeds: Sequence[int],
@@ -308,13 +478,14 @@ def evaluate_baselines(
     setting: str | None = None,
     methods: Sequence[str] | None = None,
     n_clusters: int | None = None,
+    head: OTMConfig | None = None,
 ) -> list[dict]:
     """Run baselines on an already preprocessed dataset and return result records.
 
     Labels are read only to score the predictions, after clustering. The setting follows the
-    data: if ``ds.is_aligned`` is False, baselines in :data:`ALIGNED_ONLY` are skipped, and
-    single-view predictions are scored against the row labels of the view they cover
-    (``ds.row_labels(v)``).
+    data: if ``ds.is_aligned`` is False, baselines in :data:`ALIGNED_ONLY` are skipped. Each
+    baseline runs through :func:`run_baseline` and is scored by :func:`score_prediction`
+    (per view, against the row labels of the views it clusters), as in ``modalign cluster``.
 
     Args:
         ds: a labelled :class:`~modalign.data.MultiViewDataset` (preprocessed).
@@ -323,6 +494,7 @@ def evaluate_baselines(
         setting: stored in the records; default ``"aligned"`` or ``"unaligned"``.
         methods: names from :data:`BASELINES` (default: all valid in the setting).
         n_clusters: default ``ds.n_classes``.
+        head: OTM head settings of the graph baselines (default ``OTMConfig(n_clusters=K)``).
 
     Returns:
         Records as produced by :func:`modalign.eval.records_from_scores`, 4 per method and seed.
@@ -346,12 +518,8 @@ def evaluate_baselines(
     for name in names:
         for seed in seeds:
             start = time.perf_counter()
-            if name == "kmeans_best_view":
-                pred, view = kmeans_best_view(views, k, seed, aligned=aligned)
-            else:
-                pred, view = BASELINES[name](views, k, seed, aligned=aligned), 0
+            prediction = run_baseline(name, views, k, seed, aligned=aligned, head=head)
             seconds = time.perf_counter() - start
-            truth = ds.row_labels(view).cpu().numpy()
-            scores = clustering_scores(truth, pred)
+            scores = score_prediction(ds, prediction)
             records += records_from_scores(dataset, setting, name, seed, scores, seconds)
     return records

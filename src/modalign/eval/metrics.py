@@ -13,6 +13,10 @@ differ): every score is invariant to renaming the clusters or the classes.
 * :func:`nmi`: normalised mutual information (arithmetic-mean normalisation, scikit-learn's
   default).
 * :func:`ari`: the adjusted Rand index (0 in expectation for random clusterings, 1 when perfect).
+
+:func:`balanced_accuracy_cap` is not a score: it is the best accuracy that any clustering into
+``K`` clusters of equal size can reach on given labels, the ceiling of a head that forces equal
+cluster sizes (reported beside such tables; labels are used for the report only).
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ __all__ = [
     "METRICS",
     "LabelVector",
     "ari",
+    "balanced_accuracy_cap",
     "clustering_scores",
     "contingency_matrix",
+    "equal_sizes",
     "hungarian_accuracy",
     "nmi",
     "purity",
@@ -126,3 +132,52 @@ def clustering_scores(y_true: LabelVector, y_pred: LabelVector) -> dict[str, flo
         "nmi": nmi(t, p),
         "ari": ari(t, p),
     }
+
+
+def equal_sizes(n: int, n_clusters: int) -> np.ndarray:
+    """The sizes of ``n_clusters`` clusters of ``n`` samples as equal as they can be:
+    with ``n = q K + r`` (``0 <= r < K``), ``r`` clusters of ``q + 1`` and ``K - r`` of ``q``
+    (sizes differ by at most one). Returns ``(K,)`` int64, largest first."""
+    q, r = divmod(n, n_clusters)
+    return np.array([q + 1] * r + [q] * (n_clusters - r), dtype=np.int64)
+
+
+def balanced_accuracy_cap(labels: LabelVector, n_clusters: int) -> float:
+    """The best Hungarian accuracy of any partition of the samples into ``K`` equal clusters.
+
+    Equal means :func:`equal_sizes` (sizes ``s_j`` differing by at most one when ``K`` does not
+    divide ``N``). With ``n_c`` the size of class ``c``, the cap is::
+
+        cap = max over one-to-one matchings m of clusters to classes of
+              sum_{(j, c) in m} min(s_j, n_c) / N
+
+    Why. Upper bound: in any such partition, the samples of cluster ``j`` that belong to its
+    matched class ``c`` number at most ``min(s_j, n_c)``, so the Hungarian matching's count is at
+    most the sum above for that matching, hence at most the max. Reached: for a maximising
+    matching, put ``min(s_j, n_c)`` samples of class ``c`` in cluster ``j`` (classes are distinct,
+    so no sample is used twice) and fill the remaining places with the remaining samples (there
+    are exactly as many places as samples); that partition's Hungarian accuracy is at least the
+    sum, and by the bound exactly it. The max is an assignment problem on the
+    ``(K, C)`` matrix ``min(s_j, n_c)``, solved with ``linear_sum_assignment`` (with ``K > C``
+    some clusters stay unmatched, with ``K < C`` some classes).
+
+    Example: Prokaryotic's class shares 0.568 / 0.203 / 0.165 / 0.064 with ``K = 4`` give
+    ``0.25 + 0.203 + 0.165 + 0.064 = 0.682``.
+
+    Raises:
+        ValueError: ``n_clusters`` not a positive integer or above the number of samples.
+    """
+    t = _as_labels(labels, "labels")
+    if t.shape[0] == 0:
+        raise ValueError("labels is empty: no partition to bound")
+    if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)):
+        raise ValueError(f"n_clusters must be a positive integer, got {n_clusters!r}")
+    if not 1 <= n_clusters <= t.shape[0]:
+        raise ValueError(
+            f"n_clusters must lie in [1, {t.shape[0]}] (the samples), got {n_clusters}"
+        )
+    _, class_sizes = np.unique(t, return_counts=True)
+    sizes = equal_sizes(t.shape[0], int(n_clusters))
+    gain = np.minimum(sizes[:, None], class_sizes[None, :])
+    rows, cols = linear_sum_assignment(gain, maximize=True)
+    return float(gain[rows, cols].sum() / t.shape[0])

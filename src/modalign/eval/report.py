@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from modalign.eval.metrics import METRICS
+from modalign.provenance import provenance_line, run_header
 from modalign.utils import atomic_write
 
 __all__ = [
@@ -34,10 +35,14 @@ __all__ = [
     "mean_std_text",
     "merge_records",
     "plot_embedding",
+    "read_header",
     "read_results",
+    "read_results_file",
     "records_from_scores",
     "summarise",
+    "with_provenance",
     "write_results",
+    "write_results_file",
 ]
 
 #: The keys of every record, in this order.
@@ -155,16 +160,46 @@ def merge_records(
     return kept + fresh
 
 
-def read_results(out_dir: str | Path) -> list[dict[str, Any]]:
-    """The records of ``out_dir/results.json``, or ``[]`` when there is none yet."""
+def read_results_file(out_dir: str | Path) -> tuple[dict[str, Any] | None, list[Any]]:
+    """``(header, records)`` of ``out_dir/results.json`` as stored, any record layout (the
+    robustness protocol has its own); ``(None, [])`` when there is no file yet.
+
+    Raises:
+        ValueError: a file of an older modalign (a bare list of records, with no fingerprint
+            of what produced them: it cannot be resumed safely) or not a results file.
+    """
     path = Path(out_dir) / "results.json"
     if not path.exists():
-        return []
-    with path.open(encoding="utf-8") as f:
-        data = json.load(f)
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list of records")
-    return _checked(data)
+        return None, []
+    try:
+        with path.open(encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not a JSON results file ({err})") from None
+    if isinstance(data, list):
+        raise ValueError(
+            f"{path} was written by an older version of modalign, with no fingerprint of what "
+            "produced it: rerun into another --out folder or remove it"
+        )
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("header"), dict)
+        or not isinstance(data.get("records"), list)
+    ):
+        raise ValueError(f"{path}: expected an object with a header and a list of records")
+    return data["header"], data["records"]
+
+
+def read_results(out_dir: str | Path) -> list[dict[str, Any]]:
+    """The records of ``out_dir/results.json`` (validated), or ``[]`` when there is none yet;
+    :func:`read_header` gives what produced them."""
+    return _checked(read_results_file(out_dir)[1])
+
+
+def read_header(out_dir: str | Path) -> dict[str, Any] | None:
+    """The header of ``out_dir/results.json`` (see :func:`modalign.provenance.run_header`),
+    or None when there is no file yet."""
+    return read_results_file(out_dir)[0]
 
 
 # ---------------------------------------------------------------------------------- summaries
@@ -260,30 +295,67 @@ def _write_text(path: Path, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(data))
 
 
-def write_results(
-    out_dir: str | Path, records: Sequence[Mapping[str, Any]], extra_markdown: str = ""
+def with_provenance(markdown: str, header: Mapping[str, Any]) -> str:
+    """``markdown`` with the header's one-line provenance (command, version, commit, data
+    sha256) under its leading ``# title``, or first when it has none."""
+    line = provenance_line(header)
+    title, _, rest = markdown.partition("\n")
+    if title.startswith("# "):
+        body = rest.lstrip("\n")
+        return f"{title}\n\n{line}\n\n{body}"
+    return f"{line}\n\n{markdown}"
+
+
+def write_results_file(
+    out_dir: str | Path,
+    records: Sequence[Mapping[str, Any]],
+    markdown: str,
+    header: Mapping[str, Any] | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``results.json`` (the records, as given) and ``results.md`` (their table).
+    """Write ``results.json`` as ``{"header": header, "records": records}`` (strict JSON) and
+    ``results.md`` (``markdown`` with the provenance line), each atomically; any record
+    layout. ``header`` None: :func:`modalign.provenance.run_header` with no key (a folder no
+    protocol will resume)."""
+    out = Path(out_dir)
+    header = run_header() if header is None else dict(header)
+    # allow_nan=False: the file must be strict JSON that any reader accepts.
+    text = json.dumps({"header": header, "records": list(records)}, indent=1, allow_nan=False)
+    return (
+        _write_text(out / "results.json", text + "\n"),
+        _write_text(out / "results.md", with_provenance(markdown, header)),
+    )
+
+
+def write_results(
+    out_dir: str | Path,
+    records: Sequence[Mapping[str, Any]],
+    extra_markdown: str = "",
+    *,
+    header: Mapping[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``results.json`` (the header and the records, as given) and ``results.md`` (the
+    provenance line and the records' table).
 
     Each file is replaced atomically. The function writes exactly what it is given: to add a new
-    run to earlier results pass ``merge_records(read_results(out_dir), new_records)``.
+    run to earlier results pass ``merge_records(read_results(out_dir), new_records)`` (and, to
+    add to a protocol's folder, first :func:`modalign.provenance.check_provenance` against
+    :func:`read_header`).
 
     Args:
         out_dir: the folder (created if needed).
         records: the records; validated (exact keys, known metrics, finite values, no duplicates).
         extra_markdown: appended after the table (notes, coupling diagnostics, plots).
+        header: what produced them (:func:`modalign.provenance.run_header`); None: a header
+            with the command line, versions and date but no key.
 
     Returns:
         ``(json_path, markdown_path)``.
     """
     recs = _checked(records)
-    out = Path(out_dir)
-    # allow_nan=False: the file must be strict JSON that any reader accepts.
-    text = json.dumps(recs, indent=2, allow_nan=False) + "\n"
     md = markdown_table(recs)
     if extra_markdown:
         md = md.rstrip("\n") + "\n\n" + extra_markdown.strip("\n") + "\n"
-    return _write_text(out / "results.json", text), _write_text(out / "results.md", md)
+    return write_results_file(out_dir, recs, md, header)
 
 
 # ---------------------------------------------------------------------------------- plots
@@ -337,22 +409,105 @@ def embed_2d(
     return tsne.fit_transform(reduced)
 
 
-def _scatter(ax: Any, xy: np.ndarray, groups: np.ndarray, title: str) -> None:
-    values, idx = np.unique(groups, return_inverse=True)
-    idx = idx.reshape(-1)
-    cmap_name = "tab10" if len(values) <= 10 else "tab20" if len(values) <= 20 else "turbo"
+def match_clusters_to_classes(clusters: Any, classes: Any) -> dict[Any, int]:
+    """The colour index of every cluster value, for the picture only: clusters take the
+    colours of the classes they overlap most.
+
+    ``clusters``, ``classes``: ``(N,)`` labels. Class ``j`` (in sorted order of the class
+    values) has colour index ``j``. The clusters are matched one to one to classes by the
+    Hungarian method on the ``(clusters, classes)`` contingency table (maximum total overlap,
+    :func:`scipy.optimize.linear_sum_assignment`); a matched cluster gets its class's index.
+    With more clusters than classes, the ``k``-th unmatched cluster (in sorted order) gets
+    index ``n_classes + k``: a colour no class has, so no cluster claims a class it was not
+    matched to. Never used for scores (the matching here is not the evaluation's).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    cluster_values, cluster_idx = np.unique(np.asarray(clusters).reshape(-1), return_inverse=True)
+    class_values, class_idx = np.unique(np.asarray(classes).reshape(-1), return_inverse=True)
+    if cluster_idx.shape != class_idx.shape:
+        raise ValueError(f"{cluster_idx.size} cluster labels for {class_idx.size} class labels")
+    table = np.zeros((len(cluster_values), len(class_values)), dtype=np.int64)
+    np.add.at(table, (cluster_idx.reshape(-1), class_idx.reshape(-1)), 1)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    colour = dict(zip(rows.tolist(), cols.tolist()))
+    unmatched = [i for i in range(len(cluster_values)) if i not in colour]
+    colour.update({i: len(class_values) + k for k, i in enumerate(unmatched)})
+    return {cluster_values[i].item(): colour[i] for i in range(len(cluster_values))}
+
+
+def _palette(n: int) -> np.ndarray:
+    """``n`` distinct RGBA colours, ``(n, 4)``: tab10 up to 10; tab20 up to 20, its dark
+    shades first so that the first ten stay far apart; evenly spaced turbo beyond."""
     from matplotlib import colormaps
 
-    cmap = colormaps[cmap_name]
-    colors = cmap(idx % cmap.N) if cmap_name != "turbo" else cmap(idx / max(len(values) - 1, 1))
-    ax.scatter(xy[:, 0], xy[:, 1], c=colors, s=6, linewidths=0, alpha=0.8)
+    if n <= 10:
+        return colormaps["tab10"](np.arange(n))
+    if n <= 20:
+        return colormaps["tab20"](np.r_[0:20:2, 1:20:2][:n])
+    return colormaps["turbo"](np.linspace(0.0, 1.0, n))
+
+
+def _scatter(
+    ax: Any,
+    xy: np.ndarray,
+    groups: np.ndarray,
+    colour_of: Mapping[Any, int],
+    palette: np.ndarray,
+    title: str,
+) -> None:
+    """Scatter ``xy`` (N, 2) with each point in ``palette[colour_of[its group]]``; the legend
+    (up to 20 groups) lists groups in colour order, so the two panels' legends line up."""
+    values, idx = np.unique(groups, return_inverse=True)
+    index = np.array([colour_of[v.item()] for v in values], dtype=np.int64)
+    colours = palette[index[idx.reshape(-1)]]
+    ax.scatter(xy[:, 0], xy[:, 1], c=colours, s=6, linewidths=0, alpha=0.8)
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
     if len(values) <= 20:
-        for i, v in enumerate(values):
-            ax.scatter([], [], color=colors[idx == i][0], s=12, label=str(v))
+        for i in np.argsort(index, kind="stable"):
+            ax.scatter([], [], color=palette[index[i]], s=12, label=str(values[i]))
         ax.legend(fontsize=6, markerscale=1.5, loc="best", frameon=False, ncols=2)
+
+
+def embedding_figure(
+    codes: np.ndarray | torch.Tensor,
+    clusters: Any,
+    classes: Any | None,
+    title: str = "",
+    *,
+    method: str = "auto",
+    seed: int = 0,
+) -> Any:
+    """The figure :func:`plot_embedding` saves (a matplotlib ``Figure``): one panel coloured
+    by cluster and, when ``classes`` is given, one by class, clusters in the colours of their
+    Hungarian-matched classes (:func:`match_clusters_to_classes`)."""
+    # A bare Figure renders with the Agg canvas: no pyplot global state, no GUI backend needed.
+    from matplotlib.figure import Figure
+
+    xy = embed_2d(codes, method=method, seed=seed)
+    n = xy.shape[0]
+    groups = _as_array(clusters, "clusters").reshape(-1)
+    labels = None if classes is None else _as_array(classes, "classes").reshape(-1)
+    for name, g in (("clusters", groups), ("classes", labels)):
+        if g is not None and g.shape[0] != n:
+            raise ValueError(f"{name}: {g.shape[0]} labels for {n} codes")
+    if labels is None:
+        colour_of = {v.item(): i for i, v in enumerate(np.unique(groups))}
+        panels = [("clusters", groups, colour_of)]
+    else:
+        class_colour = {v.item(): i for i, v in enumerate(np.unique(labels))}
+        colour_of = match_clusters_to_classes(groups, labels)
+        panels = [("clusters", groups, colour_of), ("true classes", labels, class_colour)]
+    palette = _palette(max(max(c.values()) for _, _, c in panels) + 1)
+    fig = Figure(figsize=(5.0 * len(panels), 4.6), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (name, g, colours) in zip(axes, panels):
+        _scatter(ax, xy, g, colours, palette, f"coloured by {name}")
+    if title:
+        fig.suptitle(title)
+    return fig
 
 
 def plot_embedding(
@@ -367,6 +522,10 @@ def plot_embedding(
 ) -> Path:
     """Plot a 2-D embedding of ``(N, d)`` codes coloured by cluster and, beside it, by class.
 
+    Clusters are drawn in the colours of the classes they are Hungarian-matched to (for the
+    picture only, :func:`match_clusters_to_classes`), so the two panels compare at a glance;
+    clusters left without a class get colours no class has.
+
     Args:
         codes: ``(N, d)`` array or tensor (learned codes, or a preprocessed view).
         clusters: ``(N,)`` predicted clusters.
@@ -378,23 +537,7 @@ def plot_embedding(
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     """
-    # A bare Figure renders with the Agg canvas: no pyplot global state, no GUI backend needed.
-    from matplotlib.figure import Figure
-
-    xy = embed_2d(codes, method=method, seed=seed)
-    n = xy.shape[0]
-    panels = [("clusters", _as_array(clusters, "clusters").reshape(-1))]
-    if classes is not None:
-        panels.append(("true classes", _as_array(classes, "classes").reshape(-1)))
-    for name, g in panels:
-        if g.shape[0] != n:
-            raise ValueError(f"{name}: {g.shape[0]} labels for {n} codes")
-    fig = Figure(figsize=(5.0 * len(panels), 4.6), layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (name, g) in zip(axes, panels):
-        _scatter(ax, xy, g, f"coloured by {name}")
-    if title:
-        fig.suptitle(title)
+    fig = embedding_figure(codes, clusters, classes, title, method=method, seed=seed)
 
     def save(f: IO[bytes]) -> None:
         fig.savefig(f, format="png", dpi=120)

@@ -10,27 +10,41 @@ learned methods uses their training objective only.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from modalign.data import MultiViewDataset, Preprocessor, load_dataset, unalign
 from modalign.eval import (
-    BASELINES,
-    clustering_scores,
+    balanced_accuracy_cap,
     coupling_quality,
-    kmeans_best_view,
     mean_std_text,
     merge_records,
     plot_embedding,
     plot_robustness_curves,
+    read_header,
     read_results,
     records_from_scores,
+    run_baseline,
+    score_prediction,
     write_results,
 )
-from modalign.eval.baselines import ALIGNED_ONLY
+from modalign.eval.baselines import ALIGNED_ONLY, Prediction
+from modalign.eval.metrics import LabelVector
 from modalign.methods import OTM, OTMConfig
+from modalign.provenance import (
+    check_provenance,
+    data_fingerprint,
+    dataset_name,
+    plain_settings,
+    protocol_key,
+    run_header,
+)
+from modalign.train import keyed_checkpoint
 
 #: Learned methods: name -> mixer of :class:`~modalign.methods.OTMConfig`.
 LEARNED = {"otm": "fgw", "otm-wb": "wb", "mwae": "none"}
@@ -40,16 +54,76 @@ BASELINE_NAMES = {
     "kmeans-concat": "kmeans_concat",
     "kmeans-best-view": "kmeans_best_view",
     "spectral": "spectral_concat",
+    # OTM's clustering head alone on the raw views (no training): what learning must beat.
+    "graph-concat": "graph_concat",
+    "graph-best-view": "graph_best_view",
+    "graph-each-view": "graph_each_view",
 }
 METHODS = (*LEARNED, *BASELINE_NAMES)
+#: Methods that cluster through OTM's head (and so share its cluster-size setting).
+HEAD_METHODS = (*LEARNED, *(m for m in BASELINE_NAMES if m.startswith("graph-")))
 #: aligned: row i of every view is one sample; unaligned: a share ``rate`` of the rows
 #: permuted per view and nothing may use the correspondence; partial: the same, but the rows
 #: left in place are known pairs that the learned methods may use.
 SETTINGS = ("aligned", "unaligned", "partial")
 #: Shares of known pairs of the known-pairs curve (DESIGN.md 2.1), and its default methods:
-#: OTM, its ablation without the mixer, and the best single view (which needs no pairs).
+#: OTM, its ablation without the mixer, the best single view and OTM's head alone on each
+#: view (the baselines need no pairs).
 KNOWN_PAIRS = (0.0, 0.1, 0.3, 0.5, 1.0)
-KNOWN_PAIRS_METHODS = ("otm", "mwae", "kmeans-best-view")
+KNOWN_PAIRS_METHODS = ("otm", "mwae", "kmeans-best-view", "graph-each-view")
+#: The default methods of ``modalign cluster`` per setting: every table shows the trivial
+#: baselines, the classical ones and OTM's head alone beside the learned methods.
+DEFAULT_METHODS = {
+    "aligned": (
+        *LEARNED,
+        "majority",
+        "kmeans-concat",
+        "kmeans-best-view",
+        "spectral",
+        "graph-concat",
+        "graph-best-view",
+    ),
+    "unaligned": (*LEARNED, "majority", "kmeans-best-view", "graph-best-view", "graph-each-view"),
+    "partial": KNOWN_PAIRS_METHODS,
+}
+
+
+def epochs_config(epochs: int | None) -> dict[str, int]:
+    """The OTMConfig overrides of ``--epochs N`` (``cluster`` and ``demo``): ``N`` epochs of
+    which the first ``N // 5`` are warm-up, the rule of the defaults (20 of 100); ``{}`` (the
+    defaults) for None."""
+    if epochs is None:
+        return {}
+    if epochs < 1:
+        raise ValueError(f"--epochs must be at least 1, got {epochs}")
+    return {"epochs": epochs, "warmup_epochs": epochs // 5}
+
+
+def head_config(n_clusters: int, config: Mapping[str, Any] | None) -> OTMConfig:
+    """The OTMConfig whose clustering head the graph baselines use: the learned methods' own
+    (the caller's overrides), so that the head alone is the same head."""
+    return OTMConfig(n_clusters=n_clusters, **(config or {}))
+
+
+def head_is_balanced(config: OTMConfig) -> bool:
+    """Whether the head forces clusters of equal size (``cluster_sizes="balanced"``)."""
+    return config.cluster_sizes == "balanced"
+
+
+def balanced_cap_note(
+    labels: LabelVector, n_clusters: int, config: OTMConfig, methods: Iterable[str]
+) -> str:
+    """The line under a table whose methods cluster through a balanced head: the best accuracy
+    reachable with equal cluster sizes (:func:`~modalign.eval.balanced_accuracy_cap`), or ""
+    when no method of the table uses such a head."""
+    if not head_is_balanced(config) or not any(m in HEAD_METHODS for m in methods):
+        return ""
+    cap = balanced_accuracy_cap(labels, n_clusters)
+    return (
+        f"Balanced head: the learned methods and the graph-* baselines force {n_clusters} "
+        f"clusters of equal size, so their Hungarian accuracy can reach at most {cap:.3f} on "
+        "this data (labels used for this report only, never for a choice)."
+    )
 
 
 def known_pairs_label(share: float) -> str:
@@ -61,13 +135,24 @@ def known_pairs_label(share: float) -> str:
 ALIGNED_ONLY_METHODS = tuple(m for m, b in BASELINE_NAMES.items() if b in ALIGNED_ONLY)
 
 
-def _scores(ds: MultiViewDataset, pred) -> dict[str, float]:
-    """Scores of aligned predictions (N,), or the mean over views of per-view predictions
-    given as ``{view index: labels of that view's rows}``."""
-    if isinstance(pred, np.ndarray):
-        return clustering_scores(ds.row_labels(0).cpu().numpy(), pred)
-    per_view = [clustering_scores(ds.row_labels(v).cpu().numpy(), p) for v, p in pred.items()]
-    return {k: float(np.mean([s[k] for s in per_view])) for k in per_view[0]}
+def otm_config(method: str, n_clusters: int, config: Mapping[str, Any] | None) -> OTMConfig:
+    """The :class:`~modalign.methods.OTMConfig` of a learned method: its mixer, ``K`` and
+    the caller's overrides."""
+    return OTMConfig(n_clusters=n_clusters, mixer=LEARNED[method], **(config or {}))
+
+
+def method_config(method: str, n_clusters: int, config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a method's records depend on besides the data, preprocessing, setting and seed:
+    every OTMConfig field of a learned method (epochs, learning rate, device...); the number
+    of clusters of a baseline, and the head settings of a graph baseline. Results and
+    checkpoints are keyed by it."""
+    if method in LEARNED:
+        return plain_settings(asdict(otm_config(method, n_clusters, config)))
+    if method in HEAD_METHODS:  # a graph baseline: OTM's head settings (and where it ran)
+        head = asdict(head_config(n_clusters, config))
+        used = {k: v for k, v in head.items() if k.startswith("cluster_") or k == "device"}
+        return plain_settings({"n_clusters": n_clusters, **used})
+    return {"n_clusters": n_clusters}
 
 
 def _coupling_diagnostic(ds: MultiViewDataset, couplings) -> dict[str, float]:
@@ -114,16 +199,29 @@ def run_clustering(
     rate: float = 1.0,
     config: dict | None = None,
     progress: Callable[[str], None] | None = None,
+    run_bar: bool = False,
+    progress_bars: bool = False,
+    jobs: int = 1,
 ) -> list[dict]:
     """Run the clustering table and return its records (see :mod:`modalign.eval.report`).
 
     ``out``: write ``results.json``, ``results.md``, ``embedding.png`` and per-run
     checkpoints there; runs already in ``results.json`` are not repeated (an interrupted
-    table resumes), and each finished run is saved at once. ``config`` overrides fields of
-    :class:`~modalign.methods.OTMConfig` for the learned methods.
+    table resumes), and each finished run is saved at once. A folder written for other data,
+    preprocessing, setting, rate or method configs is refused with a message naming what
+    differs (:func:`modalign.provenance.check_provenance`); checkpoints are keyed by all of
+    it. ``config`` overrides fields of :class:`~modalign.methods.OTMConfig` for the learned
+    methods (e.g. ``device``, :func:`epochs_config`), and sets the head of the graph
+    baselines (:func:`head_config`). ``progress``: called with one line per finished run;
+    ``run_bar``: a progress bar over the (method, seed) runs; ``progress_bars``: a bar per
+    training epoch of each learned method (on stderr; with ``jobs == 1`` only). ``jobs``:
+    runs (method, seed) in that many worker processes of one thread each; records do not
+    depend on it.
     """
     if setting not in SETTINGS:
         raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}: choose from {list(METHODS)}")
@@ -139,73 +237,98 @@ def run_clustering(
     raw = load_dataset(dataset, data_dir=data_dir)
     if raw.labels is None:
         raise ValueError(f"dataset {dataset!r} has no labels to score clusters against")
-    name = Path(dataset).stem if Path(dataset).suffix else dataset
+    started = time.perf_counter()
+    name = dataset_name(dataset)
     ds = Preprocessor(preprocess).fit(raw).transform(raw)
     n_clusters = int(raw.labels.max()) + 1
     out = Path(out) if out is not None else None
-    records = read_results(out) if out is not None and (out / "results.json").exists() else []
+    # Records and checkpoints are reused only when everything that produced them is the same:
+    # the folder's key (data, preprocessing, setting) and each method's full config.
+    sha = data_fingerprint(raw)
+    key = protocol_key(
+        "cluster",
+        name,
+        sha,
+        preprocess=preprocess,
+        setting=setting,
+        rate=rate if setting == "unaligned" else None,
+    )
+    configs = {m: method_config(m, n_clusters, config) for m in methods}
+    records = []
+    if out is not None:
+        configs = check_provenance(out, read_header(out), key, configs)
+        records = read_results(out)
     done = {(r["dataset"], r["setting"], r["method"], r["seed"]) for r in records}
-    say = progress or (lambda _msg: None)
+    head = head_config(n_clusters, config)
+    todo = sum((name, label, m, s) not in done for s in seeds for m in methods)
+    bar = tqdm(total=todo, desc=f"{name} {label}", unit="run", leave=False, disable=not run_bar)
+    say = _writer(progress)
     embedding = None
     diagnostics: list[dict] = []
+    tasks = []
     for seed in seeds:
         data = ds if aligned else unalign(ds, rate, seed=seed)
-        views = list(data.views)
         for method in methods:
             if (name, label, method, seed) in done:
                 continue
-            start = time.perf_counter()
-            if method in LEARNED:
-                cfg = OTMConfig(n_clusters=n_clusters, mixer=LEARNED[method], **(config or {}))
-                ckpt = (
-                    None
-                    if out is None
-                    else out / "checkpoints" / f"{method}-{label.replace(' ', '-')}-{seed}.pt"
+            ckpt = None
+            if out is not None and method in LEARNED:
+                ckpt = keyed_checkpoint(
+                    out / "checkpoints",
+                    f"{method}-{label.replace(' ', '-')}-{seed}",
+                    {**key, "label": label, "config": configs[method], "seed": seed},
                 )
-                known = data.paired if setting == "partial" else None
-                model = OTM(cfg, random_state=seed).fit(
-                    views, aligned=aligned, known_pairs=known, checkpoint=ckpt
+            tasks.append(
+                dict(
+                    method=method,
+                    seed=seed,
+                    data=data,
+                    setting=setting,
+                    n_clusters=n_clusters,
+                    config=config,
+                    checkpoint=ckpt,
+                    progress_bars=progress_bars and jobs == 1,
                 )
-                pred = model.predict(views, aligned=aligned)
-                if embedding is None:  # the plot: fused codes, or view 0's codes if unaligned
-                    codes = (
-                        model.fused_codes(views, aligned=True)[0]
-                        if aligned
-                        else model.transform(views)[0]
-                    )
-                    clusters = pred if aligned else pred[0]
-                    embedding = (method, codes.cpu().numpy(), clusters, data.row_labels(0))
-                if not aligned:
-                    pred = dict(enumerate(pred))
-                    couplings = model.fused_codes(views, aligned=False)[1]
-                    diagnostics.append(
-                        {
-                            "dataset": name,
-                            "setting": label,
-                            "method": method,
-                            "seed": seed,
-                            **_coupling_diagnostic(data, couplings),
-                        }
-                    )
-            else:
-                if method == "kmeans-best-view":
-                    labels, view = kmeans_best_view(views, n_clusters, seed, aligned=aligned)
-                else:
-                    fn = BASELINES[BASELINE_NAMES[method]]
-                    labels, view = fn(views, n_clusters, seed, aligned=aligned), 0
-                # Unaligned: a single-view clustering is scored on that view's rows.
-                pred = labels if aligned else {view: labels}
-            seconds = time.perf_counter() - start
-            scores = _scores(data, pred)
-            new = records_from_scores(name, label, method, seed, scores, seconds)
-            records = merge_records(records, new)
-            say(
-                f"{method:>16} seed {seed}: purity {scores['purity']:.3f} "
-                f"accuracy {scores['accuracy']:.3f} nmi {scores['nmi']:.3f} "
-                f"ari {scores['ari']:.3f} ({seconds:.1f} s)"
             )
-            if out is not None:
-                write_results(out, records, extra_markdown=_diagnostics_markdown(diagnostics))
+    # The plot shows the first learned run of the table, whichever process finishes first.
+    plotted = next((i for i, t in enumerate(tasks) if t["method"] in LEARNED), None)
+    for i, task in enumerate(tasks):
+        task["embed"] = i == plotted
+    for task, result in _execute(tasks, jobs):
+        method, seed, data = task["method"], task["seed"], task["data"]
+        scores, seconds = result["scores"], result["seconds"]
+        if result["embedding"] is not None:
+            embedding = result["embedding"]
+        if result["diagnostic"] is not None:
+            diagnostics.append(
+                {"dataset": name, "setting": label, "method": method, "seed": seed}
+                | result["diagnostic"]
+            )
+        new = records_from_scores(name, label, method, seed, scores, seconds)
+        records = merge_records(records, new)
+        say(
+            f"{method:>16} seed {seed}: purity {scores['purity']:.3f} "
+            f"accuracy {scores['accuracy']:.3f} nmi {scores['nmi']:.3f} "
+            f"ari {scores['ari']:.3f} ({seconds:.1f} s)"
+        )
+        bar.update(1)
+        if out is not None:
+            header = run_header(
+                key=key,
+                configs=configs,
+                data={"name": name, "sha256": sha, "source": raw.source},
+                started=started,
+                device=str((config or {}).get("device", "cpu")),
+            )
+            note = balanced_cap_note(raw.labels, n_clusters, head, {r["method"] for r in records})
+            write_results(
+                out,
+                records,
+                extra_markdown="\n\n".join(
+                    t for t in (note, _diagnostics_markdown(diagnostics)) if t
+                ),
+                header=header,
+            )
     if out is not None and embedding is not None:
         method, codes, clusters, labels = embedding
         plot_embedding(
@@ -215,7 +338,105 @@ def run_clustering(
             out / "embedding.png",
             title=f"{name}: {'fused' if aligned else 'view 0'} {method} codes",
         )
+    bar.close()
     return records
+
+
+def _run_one(
+    method: str,
+    seed: int,
+    data: MultiViewDataset,
+    *,
+    setting: str,
+    n_clusters: int,
+    config: Mapping[str, Any] | None,
+    checkpoint: Path | None,
+    progress_bars: bool,
+    embed: bool,
+) -> dict[str, Any]:
+    """One (method, seed) run of the table on its seed's data: fit (learned methods) or run
+    the baseline, then score. Returns the scores, the wall time, the codes to plot when
+    ``embed``, and the coupling diagnostic of an unaligned learned run."""
+    aligned = setting == "aligned"
+    views = list(data.views)
+    start = time.perf_counter()
+    embedding = diagnostic = None
+    if method in LEARNED:
+        known = data.paired if setting == "partial" else None
+        model = OTM(otm_config(method, n_clusters, config), random_state=seed).fit(
+            views, aligned=aligned, known_pairs=known, checkpoint=checkpoint, progress=progress_bars
+        )
+        pred = model.predict(views, aligned=aligned)
+        if embed:  # the plot: fused codes, or view 0's codes if unaligned
+            codes = (
+                model.fused_codes(views, aligned=True)[0] if aligned else model.transform(views)[0]
+            )
+            clusters = pred if aligned else pred[0]
+            embedding = (method, codes.cpu().numpy(), clusters, data.row_labels(0))
+        prediction: Prediction = {0: pred} if aligned else dict(enumerate(pred))
+        if not aligned:
+            couplings = model.fused_codes(views, aligned=False)[1]
+            diagnostic = _coupling_diagnostic(data, couplings)
+    else:
+        # Single-view clusterings come back keyed by their view and are scored on that
+        # view's rows (the same protocol as eval.evaluate_baselines).
+        head = head_config(n_clusters, config)
+        prediction = run_baseline(
+            BASELINE_NAMES[method], views, n_clusters, seed, aligned=aligned, head=head
+        )
+    seconds = time.perf_counter() - start
+    return {
+        "scores": score_prediction(data, prediction),
+        "seconds": seconds,
+        "embedding": embedding,
+        "diagnostic": diagnostic,
+    }
+
+
+def _one_thread() -> None:
+    """Worker set-up: one thread per process, so that ``jobs`` processes share the cores
+    instead of each claiming all of them."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _execute(tasks: list[dict], jobs: int) -> Iterator[tuple[dict, dict]]:
+    """``(task, result)`` of every :func:`_run_one` task, in order with ``jobs == 1``, else
+    as ``jobs`` worker processes finish them (each result is saved by the caller at once,
+    so an interrupted table still resumes)."""
+    if jobs == 1 or len(tasks) <= 1:
+        for task in tasks:
+            yield task, _run_one(**task)
+        return
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    # spawn, not fork: a forked child would inherit torch's and OpenMP's thread pools.
+    with ProcessPoolExecutor(
+        max_workers=min(jobs, len(tasks)), mp_context=get_context("spawn"), initializer=_one_thread
+    ) as pool:
+        futures = {pool.submit(_run_one, **task): task for task in tasks}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def _writer(progress: Callable[[str], None] | None) -> Callable[[str], None]:
+    """``progress`` wrapped so that its lines do not break the progress bars (tqdm clears
+    and redraws them around each line); a no-op for None."""
+    if progress is None:
+        return lambda _msg: None
+
+    def say(msg: str) -> None:
+        with tqdm.external_write_mode():
+            progress(msg)
+
+    return say
 
 
 def run_known_pairs(
@@ -238,13 +459,13 @@ def run_known_pairs(
     ``results.md`` gains a table of accuracy per share and ``known_pairs.png`` the curve.
     ``kwargs`` go to :func:`run_clustering`.
     """
+    started = time.perf_counter()
     bad = [s for s in shares if not 0.0 <= float(s) <= 1.0]
     if bad or not shares:
         raise ValueError(f"shares of known pairs must lie in [0, 1], got {list(shares)}")
     records: list[dict] = []
     for share in sorted(float(s) for s in shares):
-        if progress is not None:
-            progress(f"-- share of known pairs {share:g}")
+        _writer(progress)(f"-- share of known pairs {share:g}")
         records = run_clustering(
             dataset,
             setting="partial",
@@ -258,10 +479,20 @@ def run_known_pairs(
     records = [r for r in records if r["setting"].startswith("known pairs ")]
     if out is not None:
         table, panels = _known_pairs_summary(records)
+        # The header of the last share's write (same key and configs), timed for all shares.
+        header = read_header(out)
+        if header is not None:
+            header["wall_seconds"] = round(time.perf_counter() - started, 3)
+        labels = load_dataset(dataset, data_dir=kwargs.get("data_dir")).labels
+        k = int(labels.max()) + 1
+        note = balanced_cap_note(labels, k, head_config(k, kwargs.get("config")), methods)
         write_results(
             out,
             records,
-            extra_markdown=table + "\n\n![accuracy against known pairs](known_pairs.png)\n",
+            extra_markdown="\n\n".join(
+                t for t in (table, note, "![accuracy against known pairs](known_pairs.png)") if t
+            ),
+            header=header,
         )
         plot_robustness_curves(
             panels,

@@ -22,7 +22,6 @@ stratified by class, with a different split per seed.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from modalign.data import MultiViewDataset, Preprocessor, add_noise, drop_modalities, load_dataset
-from modalign.eval.report import mean_std_text
+from modalign.eval.report import mean_std_text, read_header, read_results_file, write_results_file
 from modalign.eval.robustness import (
     effective_robustness,
     plot_robustness_curves,
@@ -41,8 +40,15 @@ from modalign.eval.robustness import (
 from modalign.eval.supervised import classification_scores
 from modalign.methods.supervised import SupervisedConfig, SupervisedFusion
 from modalign.nn import FUSIONS
-from modalign.train import plain_settings, save_checkpoint
-from modalign.utils import atomic_write
+from modalign.provenance import (
+    check_provenance,
+    data_fingerprint,
+    dataset_name,
+    plain_settings,
+    protocol_key,
+    run_header,
+)
+from modalign.train import keyed_checkpoint, save_checkpoint
 
 MISSING_RATES = (0.25, 0.5, 0.75)
 NOISE_LEVELS = (0.25, 0.5, 0.75)
@@ -74,20 +80,14 @@ class Splits:
     test: MultiViewDataset
 
 
-def dataset_name(dataset: str) -> str:
-    """The name results carry: the registry name, or a file's stem."""
-    if dataset.lower() == "avdigits":
-        return "avdigits"
-    return Path(dataset).stem if Path(dataset).suffix else dataset
-
-
-def load_splits(dataset: str, seed: int, data_dir: str | Path | None = None) -> tuple[str, Splits]:
-    """The dataset's name and its splits for ``seed`` (see the module docstring)."""
+def load_data(dataset: str, data_dir: str | Path | None = None) -> Splits | MultiViewDataset:
+    """avdigits' fixed splits, or any other dataset whole (checked: labelled, aligned and
+    complete), to be split per seed by :func:`seed_splits`."""
     if dataset.lower() == "avdigits":
         parts = [
             load_dataset("avdigits", data_dir=data_dir, split=s) for s in ("train", "val", "test")
         ]
-        return dataset_name(dataset), Splits(*parts)
+        return Splits(*parts)
     full = load_dataset(dataset, data_dir=data_dir)
     if full.labels is None:
         raise ValueError(
@@ -95,7 +95,30 @@ def load_splits(dataset: str, seed: int, data_dir: str | Path | None = None) -> 
         )
     if not full.is_aligned or full.missing_rate > 0:
         raise ValueError(f"dataset {dataset!r} must be aligned and complete to train fusion models")
-    return dataset_name(dataset), Splits(*full.split([0.6, 0.2, 0.2], seed=seed, stratify=True))
+    return full
+
+
+def seed_splits(data: Splits | MultiViewDataset, seed: int) -> Splits:
+    """The splits of ``seed``: fixed ones as they are, else 60 / 20 / 20 stratified by class."""
+    if isinstance(data, Splits):
+        return data
+    return Splits(*data.split([0.6, 0.2, 0.2], seed=seed, stratify=True))
+
+
+def load_splits(dataset: str, seed: int, data_dir: str | Path | None = None) -> tuple[str, Splits]:
+    """The dataset's name and its splits for ``seed`` (see the module docstring)."""
+    return dataset_name(dataset), seed_splits(load_data(dataset, data_dir), seed)
+
+
+def _parts(data: Splits | MultiViewDataset) -> list[MultiViewDataset]:
+    return [data.train, data.val, data.test] if isinstance(data, Splits) else [data]
+
+
+def model_config(
+    fusion: str, otm: bool, n_classes: int, config: Mapping[str, Any] | None
+) -> SupervisedConfig:
+    """The :class:`~modalign.methods.SupervisedConfig` of one model of the table."""
+    return SupervisedConfig(n_outputs=n_classes, fusion=fusion, otm=otm, **(config or {}))
 
 
 def corrupted_test_sets(
@@ -151,8 +174,7 @@ def run_model(
     the records and the trained model."""
     prep = Preprocessor(preprocess).fit(splits.train)
     train, val = prep.transform(splits.train), prep.transform(splits.val)
-    n_classes = int(splits.train.labels.max()) + 1
-    cfg = SupervisedConfig(n_outputs=n_classes, fusion=fusion, otm=otm, **(config or {}))
+    cfg = model_config(fusion, otm, int(splits.train.labels.max()) + 1, config)
     start = time.perf_counter()
     model = SupervisedFusion(cfg, random_state=seed).fit(
         list(train.views),
@@ -205,14 +227,11 @@ def model_names(models: Sequence[str], otm: str) -> list[tuple[str, str, bool]]:
 
 def read_robustness(out: Path) -> list[dict]:
     """Records of ``out/results.json`` (``[]`` if absent), checked for the expected keys."""
-    path = out / "results.json"
-    if not path.exists():
-        return []
-    records = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(records, list) or any(set(r) != set(RESULT_KEYS) for r in records):
+    records = read_results_file(out)[1]
+    if any(not isinstance(r, dict) or set(r) != set(RESULT_KEYS) for r in records):
         raise ValueError(
-            f"{path}: not a robustness results file (records with keys {list(RESULT_KEYS)}); "
-            "use another --out folder"
+            f"{out / 'results.json'}: not a robustness results file (records with keys "
+            f"{list(RESULT_KEYS)}); use another --out folder"
         )
     return records
 
@@ -234,32 +253,54 @@ def run_robustness(
 
     With ``out``: write ``results.json``, ``results.md`` and ``robustness.png`` there after
     every run, a training checkpoint per epoch under ``checkpoints/`` (an interrupted run
-    resumes from it), and each finished model's weights under ``models/``. Runs already in
-    ``results.json`` are not repeated (an interrupted benchmark resumes)."""
+    resumes from it; its curves stay in ``*.history.csv``), and each finished model's weights
+    under ``models/``. Runs already in ``results.json`` are not repeated (an interrupted
+    benchmark resumes), and a folder written for other data, preprocessing or model configs is
+    refused (:func:`modalign.provenance.check_provenance`)."""
+    started = time.perf_counter()
     runs = model_names(models, otm)
     out = Path(out) if out is not None else None
-    records = read_robustness(out) if out is not None else []
-    others = {r["dataset"] for r in records} - {dataset_name(dataset)}
-    if others:
-        raise ValueError(
-            f"{out}/results.json holds results of {sorted(others)}, not {dataset_name(dataset)!r}: "
-            "use another --out folder"
+    name, data = dataset_name(dataset), load_data(dataset, data_dir)
+    parts = _parts(data)
+    # Records and checkpoints are reused only when everything that produced them is the same:
+    # the folder's key (data, preprocessing) and each model's full config.
+    sha = data_fingerprint(*parts)
+    key = protocol_key("robustness", name, sha, preprocess=preprocess)
+    n_classes = int(parts[0].labels.max()) + 1
+    configs = {
+        m: plain_settings(asdict(model_config(f, flag, n_classes, config))) for m, f, flag in runs
+    }
+    records: list[dict] = []
+    if out is not None:
+        configs = check_provenance(out, read_header(out), key, configs)
+        records = read_robustness(out)
+
+    def header() -> dict:
+        return run_header(
+            key=key,
+            configs=configs,
+            data={"name": name, "sha256": sha, "source": parts[0].source},
+            started=started,
+            device=str((config or {}).get("device", "cpu")),
         )
+
     done = {(r["model"], r["seed"]) for r in records}
     say = progress or (lambda _msg: None)
-    fixed_splits = None  # avdigits' splits do not depend on the seed: read them once
     for seed in seeds:
-        if fixed_splits is None:
-            name, splits = load_splits(dataset, seed, data_dir)
-            if name == "avdigits":
-                fixed_splits = splits
-        else:
-            splits = fixed_splits
+        splits = seed_splits(data, seed)
         todo = [r for r in runs if (r[0], seed) not in done]
         if ("majority", seed) not in done:
             records += majority_records(name, splits, seed)
         for model_name, fusion, flag in todo:
-            ckpt = None if out is None else out / "checkpoints" / f"{model_name}-{seed}.pt"
+            ckpt = (
+                None
+                if out is None
+                else keyed_checkpoint(
+                    out / "checkpoints",
+                    f"{model_name}-{seed}",
+                    {**key, "config": configs[model_name], "seed": seed},
+                )
+            )
             new, model = run_model(
                 model_name,
                 fusion,
@@ -279,7 +320,7 @@ def run_robustness(
                 f"macro F1 {clean['macro_f1']:.3f} ({new[0]['seconds']:.1f} s)"
             )
             if out is not None:
-                write_robustness(out, records)
+                write_robustness(out, records, header())
                 # The run is in results.json now: keep its trained weights (a few MB) and drop
                 # the training checkpoint (optimiser state and best-epoch copy: several times
                 # larger, only needed to resume an interrupted run).
@@ -288,8 +329,8 @@ def run_robustness(
                     {"model": model.state_dict(), "settings": plain_settings(asdict(model.config))},
                 )
                 ckpt.unlink(missing_ok=True)
-    if out is not None:
-        write_robustness(out, records)
+    if out is not None and records:
+        write_robustness(out, records, header())
     return records
 
 
@@ -537,10 +578,11 @@ def otm_effect(records: Sequence[dict]) -> dict[str, dict[str, list[float]]]:
     return out
 
 
-def write_robustness(out: Path, records: Sequence[dict]) -> None:
-    """Write ``results.json``, ``results.md`` and ``robustness.png`` atomically."""
-    text = json.dumps(list(records), indent=1, allow_nan=False) + "\n"
-    atomic_write(out / "results.json", lambda f: f.write(text.encode("utf-8")))
+def write_robustness(
+    out: Path, records: Sequence[dict], header: Mapping[str, Any] | None = None
+) -> None:
+    """Write ``results.json`` (``header`` and records), ``results.md`` and ``robustness.png``
+    atomically."""
     md = markdown(records)
     panels = {}
     for family, per_model in curves(records).items():
@@ -560,4 +602,4 @@ def write_robustness(out: Path, records: Sequence[dict]) -> None:
             title=f"{records[0]['dataset']}: accuracy under corruption",
         )
         md += "\n![robustness curves](robustness.png)\n"
-    atomic_write(out / "results.md", lambda f: f.write(md.encode("utf-8")))
+    write_results_file(out, records, md, header)

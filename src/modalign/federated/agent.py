@@ -1,6 +1,7 @@
 """An agent: one modality's rows, its own autoencoder and optimiser (no Flower here).
 
-The agent answers two requests, and only codes leave it:
+The agent computes the answers to the server's requests (:mod:`modalign.federated.protocol`
+says what each reply holds, and what it withholds under local DP):
 
 * :meth:`Agent.codes`: the codes ``f_m(X_m)`` (N_m, d) of all its rows in *slot order*
   (clipped and noised when local DP is on). Slots are positions the server may name; in the
@@ -9,9 +10,12 @@ The agent answers two requests, and only codes leave it:
   content order (:func:`modalign.methods.otm.canonical_order`), so the server learns nothing
   from how rows happen to be stored.
 * :meth:`Agent.train`: one local epoch over the server's batches of slots, on exactly the
-  per-modality terms of OTM's loss: reconstruction from its own codes, the MMD prior term,
-  reconstruction from the mixed codes the server computed for it, and (if enabled) the GW
-  clustering term. The mixed codes are fixed inputs: no gradient reaches other agents.
+  per-modality terms of OTM's loss (:func:`modalign.methods.otm.modality_loss`, shared with
+  centralised OTM): reconstruction from its own codes, the MMD prior term, reconstruction
+  from the mixed codes the server computed for it, and (if enabled) the GW clustering term.
+  The mixed codes are fixed inputs: no gradient reaches other agents.
+* :meth:`Agent.score`: the four clustering scores of the server's clusters against the
+  agent's own labels.
 
 The model lives between rounds as plain tensors (:meth:`Agent.state_tensors`), which the
 Flower app keeps in the node's context state.
@@ -31,9 +35,8 @@ from torch import Tensor
 from modalign.data import Preprocessor, load_dataset, unalign
 from modalign.federated.config import FederatedConfig
 from modalign.federated.privacy import PrivacyReport, privacy_report, privatise_codes
-from modalign.methods.otm import LOSS_TERMS, add_loss_terms, canonical_order
-from modalign.nn import Autoencoder, imq_mmd, reconstruction_error
-from modalign.ot.clustering import gw_cluster_loss
+from modalign.methods.otm import LOSS_TERMS, add_loss_terms, canonical_order, modality_loss
+from modalign.nn import Autoencoder
 
 
 @dataclass(frozen=True)
@@ -144,9 +147,9 @@ class Agent:
         round_: int,
         cross: tuple[Sequence[np.ndarray], Sequence[np.ndarray]] | None = None,
     ) -> tuple[dict[str, float], list[np.ndarray] | None]:
-        """One local epoch: for each batch of slots (B_b,), one Adam step on
-        ``rec + lambda_mmd * mmd + lambda_mix * rec(mixed) + lambda_cluster * cluster``
-        (+ the cross term below).
+        """One local epoch: for each batch of slots (B_b,), one Adam step on this modality's
+        OTM loss, :func:`modalign.methods.otm.modality_loss` (the very function centralised
+        OTM sums over modalities), plus the cross term below.
 
         ``mixed[b]`` (B_b, d): the server's mixed codes for batch ``b`` (None before mixing
         starts or when no other agent answered). ``cross = (slots, grads)``: the server's
@@ -178,45 +181,43 @@ class Agent:
         for b, slots in enumerate(batches):
             x = self.data.view[self.order[self._slots(slots, f"batch {b}")]]
             z = self.autoencoder.encode(x)
-            rec = reconstruction_error(self.autoencoder.decode(z), x)
             prior = torch.randn(z.shape, generator=gen).to(z)
-            mmd = imq_mmd(z, prior)
-            loss = rec + cfg.lambda_mmd * mmd
-            mixed_loss = torch.zeros(())
-            target = None
-            if mixed is not None:
-                target = torch.as_tensor(np.asarray(mixed[b]), dtype=z.dtype).clone()
-                if target.shape != z.shape:
-                    raise ValueError(
-                        f"modality {self.modality}: mixed codes of batch {b} have shape "
-                        f"{tuple(target.shape)}, expected {tuple(z.shape)}"
-                    )
-                target.requires_grad_(self.config.cross_gradients)
-                mixed_loss = reconstruction_error(self.autoencoder.decode(target), x)
-                loss = loss + cfg.lambda_mix * mixed_loss
-            cluster_loss = torch.zeros(())
-            if cfg.lambda_cluster > 0 and round_ >= cfg.warmup_epochs:
-                cluster_loss = gw_cluster_loss(z, cfg.n_clusters, random_state=round_)
-                loss = loss + cfg.lambda_cluster * cluster_loss
-            objective = loss
+            target = None if mixed is None else self._mixed_target(mixed[b], z, b)
+            terms = modality_loss(self.autoencoder, x, z, prior, target, cfg, round_)
+            objective = terms["loss"]
             if b < len(cross_slots):
-                old = self.data.view[self.order[self._slots(cross_slots[b], f"cross batch {b}")]]
-                grad = torch.as_tensor(np.asarray(cross_grads[b]), dtype=z.dtype)
-                if grad.shape != (len(old), z.shape[1]):
-                    raise ValueError(
-                        f"modality {self.modality}: cross-gradient {b} has shape "
-                        f"{tuple(grad.shape)}, expected ({len(old)}, {z.shape[1]})"
-                    )
-                # A surrogate whose gradient in the encoder is J^T grad: the chain rule
-                # through the server's mixer, completed here.
-                objective = objective + (self.autoencoder.encode(old) * grad).sum()
+                objective = objective + self._cross_term(cross_slots[b], cross_grads[b], b)
             self.optimiser.zero_grad()
             objective.backward()
             if target is not None and target.grad is not None:
                 returned.append(target.grad.detach().float().numpy())
             self.optimiser.step()
-            add_loss_terms(totals, len(batches), loss, rec, mixed_loss, mmd, cluster_loss)
+            add_loss_terms(totals, len(batches), terms)
         return totals, (returned or None)
+
+    def _mixed_target(self, mixed: np.ndarray, codes: Tensor, b: int) -> Tensor:
+        """The server's mixed codes of batch ``b`` (B, d) as a fixed input of the decoder;
+        a leaf that records its gradient when cross-gradients are on."""
+        target = torch.as_tensor(np.asarray(mixed), dtype=codes.dtype).clone()
+        if target.shape != codes.shape:
+            raise ValueError(
+                f"modality {self.modality}: mixed codes of batch {b} have shape "
+                f"{tuple(target.shape)}, expected {tuple(codes.shape)}"
+            )
+        return target.requires_grad_(self.config.cross_gradients)
+
+    def _cross_term(self, slots: np.ndarray, grad: np.ndarray, b: int) -> Tensor:
+        """``<f(x_slots), grad>``: a surrogate whose gradient in the encoder is ``J^T grad``,
+        the chain rule through the server's mixer completed here."""
+        old = self.data.view[self.order[self._slots(slots, f"cross batch {b}")]]
+        d = self.config.otm.latent_dim
+        g = torch.as_tensor(np.asarray(grad), dtype=old.dtype)
+        if g.shape != (len(old), d):
+            raise ValueError(
+                f"modality {self.modality}: cross-gradient {b} has shape "
+                f"{tuple(g.shape)}, expected ({len(old)}, {d})"
+            )
+        return (self.autoencoder.encode(old) * g).sum()
 
     def _slots(self, slots: np.ndarray, what: str) -> Tensor:
         slots_t = torch.as_tensor(np.asarray(slots), dtype=torch.long)

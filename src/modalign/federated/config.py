@@ -34,6 +34,10 @@ class FederatedConfig:
     a round waits for answers; agents that have not answered by then sit the round out.
     ``dp_clip``/``dp_noise``: local DP of released codes (clip norm and noise multiplier, 0
     for none), accounted at ``dp_delta`` (:mod:`modalign.federated.privacy`).
+    ``data_sha256``: the dataset's fingerprint (:func:`modalign.provenance.data_fingerprint`)
+    when the launcher can read the data (``modalign federated simulate`` does), "" when only
+    the agents can; it keys the results folder with the other settings, and the server never
+    sees the data to compute it itself.
     ``cross_gradients``: agents also return the gradient of their mixed-code loss with
     respect to the mixed codes they received (arrays of the codes' shape), and the server
     sends each agent the gradient with respect to its own codes, as centralised OTM's
@@ -49,6 +53,7 @@ class FederatedConfig:
     seed: int = 0
     preprocess: str = "auto"
     data_dir: str = ""
+    data_sha256: str = ""
     out: str = ""
     n_agents: int = 0
     join_timeout: float = 300.0

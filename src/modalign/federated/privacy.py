@@ -12,6 +12,9 @@ What is protected, and what is not (say it plainly, docs/federated.md repeats it
   codes through the encoder's weights. Without DP training of the encoder (DP-SGD, not done
   here) the only sound bound for the whole release is that one row may move all ``N`` codes:
   sensitivity ``2 C sqrt(N)``. This worst case is reported as ``epsilon_dataset``.
+* The accounting covers the codes, and only the codes. Under DP an agent therefore sends
+  nothing else computed from its rows' features: its loss terms stay on it and
+  cross-gradients are refused (:mod:`modalign.federated.protocol` lists what a reply holds).
 
 Accounting is Rényi DP (Mironov, 2017): a Gaussian mechanism with sensitivity ``s`` and noise
 standard deviation ``sigma`` is ``(alpha, alpha s^2 / (2 sigma^2))``-RDP for every order

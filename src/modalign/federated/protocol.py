@@ -7,22 +7,33 @@ Flower apps convert it one to one. Requests and what each agent sends back:
 ==========  =====================================  ===========================================
 kind        server -> agent                        agent -> server
 ==========  =====================================  ===========================================
-codes       settings, round                        ``codes`` (N_m, d); modality, row count;
-                                                   privacy budget spent (numbers)
-train       settings, round, ``slots.b`` (B_b,),   the epoch's loss terms (numbers); with
-            ``mixed.b`` (B_b, d) per batch b;      cross-gradients on: ``grad.b`` (B_b, d),
-            with cross-gradients on also           the gradient of its mixed-code loss in
-            ``cross-slots.b``, ``cross.b``          ``mixed.b``
+codes       settings, round                        ``codes`` (N_m, d), noised under DP;
+                                                   modality, row count; privacy budget
+                                                   spent (numbers, under DP)
+train       settings, round, ``slots.b`` (B_b,),   the epoch's loss terms (numbers; none
+            ``mixed.b`` (B_b, d) per batch b;      under DP); with cross-gradients on:
+            with cross-gradients on also           ``grad.b`` (B_b, d), the gradient of its
+            ``cross-slots.b``, ``cross.b``          mixed-code loss in ``mixed.b``
             (last round's slots, gradients)
 evaluate    settings, ``clusters`` (N_m,)          purity, accuracy, NMI, ARI (numbers)
 ==========  =====================================  ===========================================
 
 Nothing else leaves an agent: no features, weights, parameter gradients, labels or row
 identities. With cross-gradients off, only the codes (and numbers) leave it.
+
+Under local DP (``dp_noise > 0``; cross-gradients are then refused) a reply holds only what
+the privacy accounting covers and declared non-private metadata: the noised codes; modality,
+row count and round; the privacy budget (a function of the settings, the release count and
+the row count); and, once at the end, the four evaluation scores of the server's clusters
+(computed from the noised codes) against the agent's labels, which the accounting does not
+cover (docs/federated.md). The ``train`` reply's loss terms, means over the agent's rows of
+un-noised quantities, are not accounted for: under DP they stay on the agent (its log).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +45,8 @@ KINDS = ("codes", "train", "evaluate")
 INFO_KEYS = ("modality", "n-rows", "round")
 
 Scalar = bool | int | float | str
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,12 +88,30 @@ def answer(agent: Agent, kind: str, request: Payload) -> Payload:
         mixed = arrays_to_batches("mixed", request.arrays) or None
         cross_slots = arrays_to_batches("cross-slots", request.arrays)
         cross = (cross_slots, arrays_to_batches("cross", request.arrays)) if cross_slots else None
-        metrics, grads = agent.train(slots, mixed, round_, cross)
+        losses, grads = agent.train(slots, mixed, round_, cross)
         return Payload(
             arrays={} if grads is None else batches_to_arrays("grad", grads),
             config=info,
-            metrics=metrics,
+            metrics=released_losses(agent, losses, round_),
         )
     if kind == "evaluate":
         return Payload(config=info, metrics=agent.score(request.arrays["clusters"]))
     raise ValueError(f"unknown request kind {kind!r}; expected one of {KINDS}")
+
+
+def released_losses(agent: Agent, losses: Mapping[str, float], round_: int) -> dict[str, float]:
+    """The loss terms a ``train`` reply carries: all of them without DP, none under DP.
+
+    They are means over the agent's rows of its clean codes and features, outside the privacy
+    accounting; under DP the agent logs them locally instead, so its operator can still
+    follow training.
+    """
+    if not agent.config.private:
+        return dict(losses)
+    logger.info(
+        "modality %d, round %d: loss terms kept on this agent (local DP): %s",
+        agent.modality,
+        round_,
+        ", ".join(f"{k} {v:.4g}" for k, v in losses.items()),
+    )
+    return {}

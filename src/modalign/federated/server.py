@@ -8,7 +8,8 @@ Per round (one round = one OTM epoch):
    answered, mix every batch with :func:`modalign.methods.otm.ot_mix` (the same mixer,
    barycenter and masks as centralised OTM, from a generator seeded by the seed and round);
 3. send each agent its slots and its own mixed codes (``train``) and collect its losses;
-4. log the round: who answered, the mean barycenter objective over batches, the losses.
+4. log the round: who answered, the mean barycenter objective over batches, the losses
+   (under local DP the agents keep their losses, and the log says they are withheld).
 
 After the last round the agents send final codes, the clustering head of
 :class:`modalign.methods.OTM` assigns clusters (aligned: on the agents' codes side by side;
@@ -32,12 +33,25 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from modalign.eval import merge_records, read_results, records_from_scores, write_results
+from modalign.eval import (
+    merge_records,
+    read_header,
+    read_results,
+    records_from_scores,
+    write_results,
+)
 from modalign.federated.agent import Agent
 from modalign.federated.config import FederatedConfig
 from modalign.federated.protocol import Payload, answer, arrays_to_batches, batches_to_arrays
 from modalign.methods import OTM
-from modalign.methods.otm import ot_mix
+from modalign.methods.otm import draw_batches, epoch_generator, mixes, ot_mix
+from modalign.provenance import (
+    check_provenance,
+    dataset_name,
+    plain_settings,
+    protocol_key,
+    run_header,
+)
 from modalign.utils import atomic_write
 
 
@@ -73,9 +87,32 @@ class FederatedResult:
     privacy: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
-def dataset_name(dataset: str) -> str:
-    """The name results are filed under, as ``modalign cluster`` files them."""
-    return Path(dataset).stem if Path(dataset).suffix else dataset
+#: Settings that do not change a run's records: where files go, how long to wait, the seed
+#: (records carry it) and the fingerprint (in the key).
+_NOT_IN_CONFIG = (
+    "seed",
+    "out",
+    "data-dir",
+    "data-sha256",
+    "join-timeout",
+    "round-timeout",
+    "n-agents",
+)
+
+
+def results_key(config: FederatedConfig) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The results folder's key and the run's config (:mod:`modalign.provenance`): another
+    seed adds its records, anything else that changes them is refused."""
+    key = protocol_key(
+        "federated",
+        dataset_name(config.dataset),
+        config.data_sha256 or None,
+        preprocess=config.preprocess,
+        setting=config.setting,
+        rate=config.rate if not config.aligned else None,
+    )
+    flat = {k: v for k, v in config.to_run_config().items() if k not in _NOT_IN_CONFIG}
+    return key, {config.method: plain_settings(flat)}
 
 
 class Coordinator:
@@ -119,28 +156,21 @@ class Coordinator:
         """The round's batches of slots per modality, ``{m: [(B,), ...]}``, and the generator
         (seeded by seed and round, as OTM seeds its epochs) that then draws the masks.
 
-        Aligned: one permutation shared by all modalities (slot i is sample i everywhere);
-        unaligned: an independent permutation per modality. ``min(N) // batch_size`` batches.
+        The batches of centralised OTM (:func:`modalign.methods.otm.draw_batches`, modalities
+        in increasing order): aligned, one permutation shared by all modalities (slot i is
+        sample i everywhere); unaligned, an independent permutation per modality (the agents'
+        slots are already in content order, as OTM's unaligned positions are).
         """
         cfg = self.config
-        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + round_)
+        gen = epoch_generator(cfg.seed, round_)
         mods = sorted(sizes)
-        if cfg.aligned:
-            if len({sizes[m] for m in mods}) > 1:
-                raise ValueError(
-                    "aligned setting needs equal row counts, got "
-                    + ", ".join(f"modality {m}: {sizes[m]}" for m in mods)
-                )
-            order = torch.randperm(sizes[mods[0]], generator=gen)
-            orders = {m: order for m in mods}
-        else:
-            orders = {m: torch.randperm(sizes[m], generator=gen) for m in mods}
-        bs = cfg.otm.batch_size
-        n_batches = max(1, min(sizes.values()) // bs)
-        out = {
-            m: [orders[m][b * bs : (b + 1) * bs].numpy() for b in range(n_batches)] for m in mods
-        }
-        return out, gen
+        if cfg.aligned and len({sizes[m] for m in mods}) > 1:
+            raise ValueError(
+                "aligned setting needs equal row counts, got "
+                + ", ".join(f"modality {m}: {sizes[m]}" for m in mods)
+            )
+        drawn = draw_batches([sizes[m] for m in mods], cfg.otm.batch_size, gen, aligned=cfg.aligned)
+        return {m: [batch[i].numpy() for batch in drawn] for i, m in enumerate(mods)}, gen
 
     def mix(
         self, round_: int, codes: Mapping[int, np.ndarray]
@@ -154,7 +184,7 @@ class Coordinator:
         mods = sorted(codes)
         batches, gen = self.batches(round_, {m: len(codes[m]) for m in mods})
         self.graph: list[tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]] = []
-        if round_ < cfg.warmup_epochs or len(mods) < 2:
+        if not mixes(cfg, round_) or len(mods) < 2:
             return batches, None, None
         mixed: dict[int, list[np.ndarray]] = {m: [] for m in mods}
         objectives = []
@@ -224,6 +254,19 @@ class Coordinator:
         )
 
 
+#: What every round of the log says in place of the agents' losses under local DP.
+LOSSES_WITHHELD = (
+    "local DP: the agents keep their loss terms, which the privacy accounting does not cover"
+)
+
+
+def loss_summary(losses: Mapping[int, Mapping[str, float]], private: bool) -> str:
+    """The round's line about the agents' losses: their sum, or that DP withholds them."""
+    if private:
+        return "agent losses withheld (local DP)"
+    return f"summed agent loss {sum(v['loss'] for v in losses.values()):.4f}"
+
+
 def run_federated(
     transport: Transport,
     config: FederatedConfig,
@@ -235,6 +278,8 @@ def run_federated(
     coord = Coordinator(config)
     settings = config.to_run_config()
     start = time.perf_counter()
+    if config.out:  # before the first round: a run that cannot be saved is refused at once
+        check_provenance(config.out, read_header(config.out), *results_key(config))
     history: list[dict[str, Any]] = []
     privacy: dict[int, dict[str, float]] = {}
 
@@ -262,6 +307,8 @@ def run_federated(
         timeout = config.join_timeout if round_ == 0 else config.round_timeout
         got = request_codes(round_, timeout)
         entry: dict[str, Any] = {"round": round_, "codes_from": sorted(got)}
+        if config.private:
+            entry["losses_withheld"] = LOSSES_WITHHELD
         if not got:
             say(f"round {round_}: no agent answered; skipped")
             pending = {}
@@ -280,7 +327,9 @@ def run_federated(
                 arrays.update(batches_to_arrays("cross", pending[m][1]))
             payloads[r.node] = Payload(arrays=arrays, config={**settings, "round": round_})
         trained = ask("train", payloads, timeout, round_)
-        losses = {m: dict(r.payload.metrics) for m, r in trained.items()}
+        # Under local DP the agents keep their loss terms (outside the privacy accounting);
+        # should one send them anyway, they are not logged.
+        losses = {} if config.private else {m: dict(r.payload.metrics) for m, r in trained.items()}
         pending = {}
         if mixed is not None and config.cross_gradients:
             grads = {
@@ -295,11 +344,10 @@ def run_federated(
             # Progress on disk after every round: a long run can be followed (and a test can
             # tell when a run is under way).
             write_progress(Path(config.out), config, history)
-        total = sum(v["loss"] for v in losses.values())
         obj = "-" if objective is None else f"{objective:.4f}"
         say(
             f"round {round_}: agents {sorted(got)} barycenter objective {obj} "
-            f"summed agent loss {total:.4f}"
+            + loss_summary(losses, config.private)
         )
 
     final = request_codes(config.rounds, config.round_timeout)
@@ -320,7 +368,7 @@ def run_federated(
     records = coord.records(scores, seconds)
     result = FederatedResult(records, history, clusters, scores, privacy)
     if config.out:
-        write_federated_results(Path(config.out), result, config)
+        write_federated_results(Path(config.out), result, config, started=start)
     say(
         "final: agents "
         + str(sorted(scores))
@@ -330,9 +378,15 @@ def run_federated(
     return result
 
 
-def write_federated_results(out: Path, result: FederatedResult, config: FederatedConfig) -> None:
-    """``results.json``/``results.md`` (merged with earlier runs, as ``modalign cluster``
-    does) and ``federated.json`` (settings, round log, per-agent scores and privacy)."""
+def write_federated_results(
+    out: Path, result: FederatedResult, config: FederatedConfig, *, started: float | None = None
+) -> None:
+    """``results.json``/``results.md`` (merged with earlier runs of the same key and config,
+    as ``modalign cluster`` does, with the header of :func:`results_key`; ``started``: the
+    run's ``time.perf_counter()`` at its start, for the header's wall time) and
+    ``federated.json`` (settings, round log, per-agent scores and privacy)."""
+    key, configs = results_key(config)
+    configs = check_provenance(out, read_header(out), key, configs)
     records = merge_records(read_results(out), result.records)
     note = ""
     if result.privacy:
@@ -354,7 +408,14 @@ def write_federated_results(out: Path, result: FederatedResult, config: Federate
                 *rows,
             ]
         )
-    write_results(out, records, extra_markdown=note)
+    header = run_header(
+        key=key,
+        configs=configs,
+        data={"name": key["dataset"], "sha256": key["data_sha256"], "source": config.dataset},
+        started=started,
+        device=config.otm.device,
+    )
+    write_results(out, records, extra_markdown=note, header=header)
     log = {
         "settings": config.to_run_config(),
         "history": result.history,

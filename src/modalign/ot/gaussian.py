@@ -5,10 +5,42 @@ from __future__ import annotations
 import torch
 
 
+class _SqrtmPSD(torch.autograd.Function):
+    """Square root of a symmetric PSD matrix, batched (..., d, d), with a Sylvester backward.
+
+    Forward: ``A = V diag(l) V^T`` (``eigh``), ``R = V diag(sqrt(l)) V^T``. Backward: ``dR``
+    and ``dA`` are tied by ``R dR + dR R = dA``, so the gradient ``X`` for an output gradient
+    ``G`` solves ``R X + X R = G``; in the eigenbasis ``X~_ij = G~_ij / (s_i + s_j)`` with
+    ``s = sqrt(l)``. Unlike differentiating ``eigh`` (which divides by ``l_i - l_j``), this
+    stays finite for repeated eigenvalues (``A = I``, ``A = cI``); it is infinite only where
+    ``A`` is singular, where the square root is not differentiable, and there the divisor is
+    floored at a tiny multiple of the largest root.
+    """
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor) -> torch.Tensor:
+        values, vectors = torch.linalg.eigh(a)
+        roots = values.clamp_min(0).sqrt()
+        ctx.save_for_backward(roots, vectors)
+        return (vectors * roots[..., None, :]) @ vectors.transpose(-1, -2)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        roots, vectors = ctx.saved_tensors
+        denominator = roots[..., :, None] + roots[..., None, :]
+        info = torch.finfo(roots.dtype)
+        floor = (denominator.amax(dim=(-1, -2), keepdim=True) * info.eps).clamp_min(info.tiny)
+        rotated = vectors.transpose(-1, -2) @ grad @ vectors
+        solved = rotated / torch.maximum(denominator, floor)
+        return vectors @ solved @ vectors.transpose(-1, -2)
+
+
 def _sqrtm_psd(a: torch.Tensor) -> torch.Tensor:
-    """Symmetric PSD square root by eigendecomposition, batched (..., d, d)."""
-    vals, vecs = torch.linalg.eigh(a)
-    return (vecs * vals.clamp_min(0).sqrt()[..., None, :]) @ vecs.transpose(-1, -2)
+    """Symmetric PSD square root (..., d, d) of ``(a + a^T) / 2``, differentiable everywhere
+    ``a`` is positive definite (see :class:`_SqrtmPSD`). Symmetrising first makes the
+    function, and so its gradient, depend on both triangles (``eigh`` reads only one)."""
+    return _SqrtmPSD.apply(0.5 * (a + a.transpose(-1, -2)))
 
 
 def gaussian_w2(
@@ -22,6 +54,8 @@ def gaussian_w2(
     """Squared 2-Wasserstein distance ``W2^2(N(mu1, S1), N(mu2, S2))``, batched, differentiable.
 
     ``W2^2 = |mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1^{1/2} S2 S1^{1/2})^{1/2})`` (the Bures form).
+    The matrix square roots have a Sylvester-equation backward, finite also when a
+    covariance has repeated eigenvalues (isotropic ``S = cI``).
     Diagonal case: pass standard deviations ``sigma`` of shape (..., d) as ``cov1``/``cov2``
     (``diagonal=True``, the default when they have the means' shape); then
     ``W2^2 = |mu1 - mu2|^2 + |sigma1 - sigma2|^2``. Full case: covariances (..., d, d).

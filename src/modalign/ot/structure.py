@@ -57,13 +57,25 @@ class LowRank:
 Structure = torch.Tensor | LowRank
 
 
+def _inner_products(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``x y^T`` (..., n, m): one BLAS product, whose entries (i, j) and (j, i) for ``y = x``
+    may differ in the last bit (kernels block and accumulate them differently)."""
+    return x @ y.transpose(-1, -2)
+
+
 def sq_distances(x: ArrayLike, y: ArrayLike | None = None) -> torch.Tensor:
-    """Dense squared Euclidean distances between rows, shape (..., n, m), clamped at zero."""
+    """Dense squared Euclidean distances between rows, shape (..., n, m), clamped at zero.
+
+    With ``y`` omitted the (..., n, n) matrix is exactly symmetric on any BLAS: it is averaged
+    with its transpose, which is exactly symmetric in IEEE arithmetic (``a + b == b + a``).
+    """
     x = as_tensor(x, "x")
     y = x if y is None else as_tensor(y, "y", dtype=x.dtype, device=x.device)
     xx = (x * x).sum(-1)
     yy = (y * y).sum(-1)
-    d = xx[..., :, None] + yy[..., None, :] - 2 * x @ y.transpose(-1, -2)
+    d = xx[..., :, None] + yy[..., None, :] - 2 * _inner_products(x, y)
+    if y is x:
+        d = 0.5 * (d + d.transpose(-1, -2))
     return d.clamp_min(0)
 
 
@@ -117,8 +129,10 @@ def graph_structure(x: ArrayLike, n_neighbors: int, *, scale_neighbor: int = 7) 
     n = x.shape[0]
     if n < 2 or n_neighbors < 1:
         raise ValueError(f"need at least 2 points and n_neighbors >= 1, got {n} and {n_neighbors}")
-    d = sq_distances(x)
-    ranked = d.sort(dim=1)
+    d = sq_distances(x)  # exactly symmetric, and so is everything computed from it below
+    # Only the nearest few neighbours are needed: a partial sort, O(n^2) rather than
+    # O(n^2 log n).
+    ranked = d.topk(min(max(scale_neighbor, n_neighbors), n - 1) + 1, dim=1, largest=False)
     scale = ranked.values[:, min(scale_neighbor, n - 1)].sqrt()
     scale = scale.clamp_min(scale.max().clamp_min(1e-12) * 1e-6)
     near = torch.zeros_like(d, dtype=torch.bool)
@@ -165,7 +179,16 @@ def squared_matvec(c: Structure, w: torch.Tensor) -> torch.Tensor:
     if isinstance(c, LowRank):
         gram = c.right.transpose(-1, -2) @ (c.right * w[..., :, None])  # (r, r)
         return ((c.left @ gram) * c.left).sum(-1)
-    return ((c * c) @ w[..., :, None])[..., 0]
+    rows = max(1, _SQUARE_BLOCK // max(c.shape[-1], 1))
+    if c.shape[-2] <= rows:
+        return ((c * c) @ w[..., :, None])[..., 0]
+    # Blocks of rows: the squares of a block stay in cache, where one n x n temporary would
+    # be written to and read back from memory (3-4x slower at n = 5000).
+    return torch.cat([((b * b) @ w[..., :, None])[..., 0] for b in c.split(rows, dim=-2)], dim=-1)
+
+
+#: Entries of a dense structure squared at once by :func:`squared_matvec` (2 MiB in float64).
+_SQUARE_BLOCK = 2**18
 
 
 def is_symmetric(c: Structure) -> bool:

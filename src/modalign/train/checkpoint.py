@@ -1,13 +1,27 @@
-"""Checkpoints that survive interruption and load without executing code."""
+"""Checkpoints that survive interruption, load without executing code, and are keyed by
+what produced them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from modalign.provenance import short_hash
 from modalign.utils import atomic_write
+
+
+def keyed_checkpoint(folder: str | Path, name: str, fingerprint: Mapping[str, Any]) -> Path:
+    """``folder / "{name}-{hash}.pt"``, ``hash`` a short sha256 of ``fingerprint``.
+
+    ``fingerprint`` holds everything the run depends on (the data's sha256, preprocessing,
+    setting, the method's full config, the seed): a run with anything else looks for another
+    file, so it can never resume from a checkpoint of other data or settings, even in a
+    folder whose ``results.json`` was removed.
+    """
+    return Path(folder) / f"{name}-{short_hash(dict(fingerprint))}.pt"
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

@@ -10,32 +10,68 @@ returns a validation loss. :func:`train_epochs` does the rest:
 * with a validation loss it stops when the loss has not improved for ``patience`` epochs and
   restores the weights of the best epoch (never selected on test labels: the caller validates on
   a split of the training data);
-* it shows a progress bar with the latest losses when asked.
+* it shows a progress bar with the latest losses when asked;
+* with a checkpoint it also keeps the training curves beside it: ``{stem}.history.csv``
+  (one row per epoch, rewritten atomically after every epoch, so that it is never half
+  written and matches the checkpoint after a resume) and, when ``tensorboard`` is installed
+  (``pip install 'modalign[tensorboard]'``), TensorBoard event files under
+  ``tensorboard/{stem}/`` (``tensorboard --logdir runs/x/checkpoints/tensorboard``).
 """
 
 from __future__ import annotations
 
 import copy
+import csv
+import io
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from modalign.provenance import mismatch, plain_settings
 from modalign.train.checkpoint import load_checkpoint, save_checkpoint
+from modalign.utils import atomic_write
 
-__all__ = ["plain_settings", "train_epochs"]
+__all__ = ["history_path", "plain_settings", "train_epochs", "write_history"]
 
 
-def plain_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Settings as plain values (numbers, strings, None), comparable after a weights-only
-    checkpoint round trip; anything else (tuples, devices, ...) is kept as its ``str``."""
-    return {
-        k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
-        for k, v in settings.items()
-    }
+def history_path(checkpoint: str | Path) -> Path:
+    """The training curves of ``checkpoint``: ``{stem}.history.csv`` in its folder (one file
+    per run when several runs share a checkpoint folder)."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}.history.csv")
+
+
+def write_history(path: str | Path, history: Sequence[Mapping[str, float]]) -> Path:
+    """Write ``history`` as CSV atomically: columns ``epoch`` (0-based, the argument of
+    ``run_epoch``) and every logged key in order of first appearance; one row per epoch, an
+    empty cell where an epoch did not log a key. Values in full precision (``repr``), so that
+    they read back exactly."""
+    keys = list(dict.fromkeys(k for log in history for k in log))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["epoch", *keys])
+    for epoch, log in enumerate(history):
+        writer.writerow([epoch, *(repr(float(log[k])) if k in log else "" for k in keys)])
+    data = buf.getvalue().encode("utf-8")
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def _tensorboard(checkpoint: Path, start: int) -> Any:
+    """A ``SummaryWriter`` logging beside ``checkpoint``, or None without ``tensorboard``.
+
+    ``purge_step=start`` on a resume: events a killed run wrote past its last checkpoint are
+    dropped by TensorBoard, so the curve shows each epoch once.
+    """
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # the optional extra is not installed: curves go to the CSV only
+        return None
+    log_dir = checkpoint.parent / "tensorboard" / checkpoint.stem
+    return SummaryWriter(log_dir=str(log_dir), purge_step=start if start > 0 else None)
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -67,7 +103,9 @@ def train_epochs(
             history and enables early stopping.
         patience: epochs without a validation improvement before stopping (None: never stop
             early; the best epoch's weights are still restored at the end).
-        checkpoint: file written after every epoch; resumed from when it exists.
+        checkpoint: file written after every epoch; resumed from when it exists. The
+            per-epoch history goes beside it (:func:`history_path`), and to TensorBoard when
+            it is installed.
         stop_after: end after this many epochs of this call (to test interruption); the model
             then holds the weights of the last epoch trained, not the best one.
 
@@ -80,59 +118,72 @@ def train_epochs(
     start, stopped = 0, False
     if checkpoint is not None and Path(checkpoint).exists():
         saved = load_checkpoint(checkpoint, device)
-        if saved.get("settings") != plain:
+        diff = mismatch(saved.get("settings") or {}, plain)
+        if diff:
             raise ValueError(
-                f"checkpoint {checkpoint} was written for other settings; remove it or use "
-                "another output folder"
+                f"checkpoint {checkpoint} was written for other settings ({diff}); remove it "
+                "or use another output folder"
             )
         model.load_state_dict(saved["model"])
         optimiser.load_state_dict(saved["optimiser"])
         start, stopped = int(saved["epoch"]), bool(saved["stopped"])
         history = [dict(h) for h in saved["history"]]
         best = dict(saved["best"])
-    bar = None
+    bar = board = None
     if progress and not stopped and start < epochs:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=epochs, initial=start, desc=desc, leave=False)
-    for done, epoch in enumerate(range(start, epochs), start=1):
-        if stopped:
-            break
-        model.train()
-        log = dict(run_epoch(epoch))
-        if validate is not None:
-            model.eval()
-            with torch.no_grad():
-                val = float(validate())
-            log["val_loss"] = val
-            if val < best["loss"]:
-                best = {"loss": val, "epoch": epoch, "bad": 0, "state": _state(model)}
-            else:
-                best["bad"] += 1
-            stopped = patience is not None and best["bad"] >= patience
-        history.append(log)
-        if checkpoint is not None:
-            save_checkpoint(
-                checkpoint,
-                {
-                    "model": model.state_dict(),
-                    "optimiser": optimiser.state_dict(),
-                    "epoch": epoch + 1,
-                    "stopped": stopped,
-                    "history": history,
-                    "best": best,
-                    "settings": plain,
-                },
-            )
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in log.items() if k in ("loss", "val_loss")})
-        if stop_after is not None and done >= stop_after:
+    if checkpoint is not None and not stopped and start < epochs:
+        board = _tensorboard(Path(checkpoint), start)
+    try:
+        for done, epoch in enumerate(range(start, epochs), start=1):
+            if stopped:
+                break
+            model.train()
+            log = dict(run_epoch(epoch))
+            if validate is not None:
+                model.eval()
+                with torch.no_grad():
+                    val = float(validate())
+                log["val_loss"] = val
+                if val < best["loss"]:
+                    best = {"loss": val, "epoch": epoch, "bad": 0, "state": _state(model)}
+                else:
+                    best["bad"] += 1
+                stopped = patience is not None and best["bad"] >= patience
+            history.append(log)
+            if checkpoint is not None:
+                save_checkpoint(
+                    checkpoint,
+                    {
+                        "model": model.state_dict(),
+                        "optimiser": optimiser.state_dict(),
+                        "epoch": epoch + 1,
+                        "stopped": stopped,
+                        "history": history,
+                        "best": best,
+                        "settings": plain,
+                    },
+                )
+                # After the checkpoint: the curves never run ahead of what a resume restores.
+                write_history(history_path(checkpoint), history)
+            if board is not None:
+                for k, v in log.items():
+                    board.add_scalar(k, float(v), epoch)
+                board.flush()  # followable live, and complete if the run is killed
             if bar is not None:
-                bar.close()
-            return history
-    if bar is not None:
-        bar.close()
+                bar.update(1)
+                bar.set_postfix(
+                    {k: f"{v:.3g}" for k, v in log.items() if k in ("loss", "val_loss")}
+                )
+            if stop_after is not None and done >= stop_after:
+                return history
+    finally:
+        if bar is not None:
+            bar.close()
+        if board is not None:
+            board.close()
     if validate is not None and best["state"] is not None:
         model.load_state_dict(copy.deepcopy(best["state"]))
     return history
