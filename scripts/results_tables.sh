@@ -16,12 +16,12 @@ run() {  # name, jobs, arguments...
 }
 tables=(
   "digits-unaligned 4 --dataset digits --setting unaligned"
-  "3sources-aligned 3 --dataset 3sources --setting aligned"
-  "3sources-unaligned 2 --dataset 3sources --setting unaligned"
-  "digits-aligned 2 --dataset digits --setting aligned"
+  "3sources-aligned 4 --dataset 3sources --setting aligned"
+  "3sources-unaligned 3 --dataset 3sources --setting unaligned"
+  "digits-aligned 3 --dataset digits --setting aligned"
   "orl4-aligned 2 --dataset orl4 --setting aligned"
-  "orl4-unaligned 1 --dataset orl4 --setting unaligned"
-  "prokaryotic-aligned 1 --dataset prokaryotic --setting aligned --preprocess l2"
+  "orl4-unaligned 2 --dataset orl4 --setting unaligned"
+  "prokaryotic-aligned 2 --dataset prokaryotic --setting aligned --preprocess l2"
   "prokaryotic-unaligned 1 --dataset prokaryotic --setting unaligned --preprocess l2"
   "orl-aligned 1 --dataset orl --setting aligned"
   "orl-unaligned 1 --dataset orl --setting unaligned"
@@ -35,6 +35,8 @@ selected=("${tables[@]}")
 [[ "${CURVES:-0}" == 1 ]] && selected+=("${curves[@]}")
 [[ "${ONLY_CURVES:-0}" == 1 ]] && selected=("${curves[@]}")
 for spec in "${selected[@]}"; do
+  # SKIP="name ...": leave those tables out (e.g. ones already run elsewhere).
+  [[ " ${SKIP:-} " == *" ${spec%% *} "* ]] && continue
   # shellcheck disable=SC2086
   if [[ "${PARALLEL:-0}" == 1 ]]; then run $spec & else run $spec; fi
 done

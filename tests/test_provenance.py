@@ -246,3 +246,14 @@ def test_unaligned_rate_and_known_pairs_shares_share_a_folder_rightly(tmp_path):
     assert read_header(k)["key"]["setting"] == "partial"
     with pytest.raises(ValueError, match="preprocess 'auto', not preprocess 'l2'"):
         run_known_pairs(str(a), shares=(0.5,), preprocess="l2", **common)
+
+
+def test_provenance_line_names_the_program_not_its_path():
+    from modalign.provenance import provenance_line
+
+    line = provenance_line({"command": ["/opt/venv/bin/modalign", "cluster", "--dataset", "orl"]})
+    assert line.startswith("_Produced by `modalign cluster --dataset orl`")
+    module = provenance_line({"command": ["/src/modalign/__main__.py", "demo"]})
+    assert module.startswith("_Produced by `python -m modalign demo`")
+    other = provenance_line({"command": ["/venv/lib/pytest/__main__.py", "-q"]})
+    assert other.startswith("_Produced by `__main__.py -q`")

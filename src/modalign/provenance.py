@@ -227,7 +227,10 @@ def provenance_line(header: Mapping[str, Any]) -> str:
     """One Markdown line for ``results.md``: command, version, commit, data sha256 prefix."""
     argv = list(header.get("command") or [])
     if argv:
-        argv[0] = Path(argv[0]).name  # the program, not where it is installed
+        # The program, not where it is installed; `python -m modalign` runs __main__.py.
+        program = Path(argv[0])
+        is_module = program.name == "__main__.py" and program.parent.name == "modalign"
+        argv[:1] = ["python", "-m", "modalign"] if is_module else [program.name]
     parts = [f"Produced by `{shlex.join(argv)}`" if argv else "Produced"]
     parts.append(f"with modalign {(header.get('versions') or {}).get('modalign')}")
     commit = header.get("git_commit")
