@@ -305,7 +305,7 @@ def run_clustering(
                 | result["diagnostic"]
             )
         new = records_from_scores(name, label, method, seed, scores, seconds)
-        records = merge_records(records, new)
+        records = _in_table_order(merge_records(records, new), methods)
         say(
             f"{method:>16} seed {seed}: purity {scores['purity']:.3f} "
             f"accuracy {scores['accuracy']:.3f} nmi {scores['nmi']:.3f} "
@@ -391,6 +391,13 @@ def _run_one(
         "embedding": embedding,
         "diagnostic": diagnostic,
     }
+
+
+def _in_table_order(records: list[dict], methods: Sequence[str]) -> list[dict]:
+    """Records ordered by method as asked, then seed (a stable sort: metrics keep their
+    order), so that tables list methods the same way whatever order parallel runs end in."""
+    rank = {m: i for i, m in enumerate(methods)}
+    return sorted(records, key=lambda r: (rank.get(r["method"], len(rank)), r["seed"]))
 
 
 def _one_thread() -> None:

@@ -22,6 +22,7 @@ couplings is computed in the coordinates of ``T U`` (``U`` a basis of the inputs
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -139,6 +140,27 @@ def _stack(items: Sequence[Structure]) -> Structure:
     return torch.stack([dense(c) for c in items])
 
 
+def _thread_limited(solve):
+    """Run the solver with at most ``threads`` CPU threads (default: one per THREAD_GRAIN
+    coupling entries, at least one); GPU inputs are left alone."""
+
+    @functools.wraps(solve)
+    def run(features, *args, threads: int | None = None, **kwargs):
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be positive, got {threads}")
+        limit = threads
+        if limit is None:
+            sizes = [int(x.shape[0]) if getattr(x, "ndim", 0) else 0 for x in features]
+            n_points = kwargs.get("n_points")
+            limit = max(1, (n_points or max(sizes, default=0)) * sum(sizes) // THREAD_GRAIN)
+        on_cpu = not any(isinstance(x, torch.Tensor) and x.device.type != "cpu" for x in features)
+        with _at_most_threads(limit if on_cpu else None):
+            return solve(features, *args, threads=threads, **kwargs)
+
+    return run
+
+
+@_thread_limited
 def fgw_barycenter(
     features: Sequence[ArrayLike],
     structures: Sequence[ArrayLike | LowRank] | None = None,
@@ -197,54 +219,7 @@ def fgw_barycenter(
     Returns:
         A :class:`Barycenter` with features, structure, couplings and the objective log.
     """
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads must be positive, got {threads}")
-    limit = threads
-    if limit is None:  # one thread per THREAD_GRAIN coupling entries
-        sizes = [int(x.shape[0]) if getattr(x, "ndim", 0) else 0 for x in features]
-        limit = max(1, (n_points or max(sizes, default=0)) * sum(sizes) // THREAD_GRAIN)
-    on_cpu = not any(isinstance(x, torch.Tensor) and x.device.type != "cpu" for x in features)
-    with _at_most_threads(limit if on_cpu else None):
-        return _fgw_barycenter(
-            features,
-            structures,
-            n_points=n_points,
-            alpha=alpha,
-            lambdas=lambdas,
-            weights=weights,
-            p=p,
-            solver=solver,
-            epsilon=epsilon,
-            max_iter=max_iter,
-            inner_iter=inner_iter,
-            sinkhorn_iter=sinkhorn_iter,
-            sinkhorn_tol=sinkhorn_tol,
-            tol=tol,
-            init=init,
-            random_state=random_state,
-        )
-
-
-def _fgw_barycenter(
-    features: Sequence[ArrayLike],
-    structures: Sequence[ArrayLike | LowRank] | None = None,
-    *,
-    n_points: int | None = None,
-    alpha: float = 0.5,
-    lambdas: Sequence[float] | None = None,
-    weights: Sequence[ArrayLike | None] | None = None,
-    p: ArrayLike | None = None,
-    solver: str = "proximal",
-    epsilon: float | None = None,
-    max_iter: int | None = None,
-    inner_iter: int = 1,
-    sinkhorn_iter: int = 10,
-    sinkhorn_tol: float = 1e-3,
-    tol: float = 1e-2,
-    init: int | str = "largest",
-    random_state: int | None = 0,
-) -> Barycenter:
-    """:func:`fgw_barycenter` on the threads its caller chose."""
+    del threads  # applied by _thread_limited
     if len(features) < 1:
         raise ValueError("give at least one input")
     if solver not in ("proximal", "exact"):
