@@ -105,11 +105,6 @@ def seed_splits(data: Splits | MultiViewDataset, seed: int) -> Splits:
     return Splits(*data.split([0.6, 0.2, 0.2], seed=seed, stratify=True))
 
 
-def load_splits(dataset: str, seed: int, data_dir: str | Path | None = None) -> tuple[str, Splits]:
-    """The dataset's name and its splits for ``seed`` (see the module docstring)."""
-    return dataset_name(dataset), seed_splits(load_data(dataset, data_dir), seed)
-
-
 def _parts(data: Splits | MultiViewDataset) -> list[MultiViewDataset]:
     return [data.train, data.val, data.test] if isinstance(data, Splits) else [data]
 
