@@ -294,6 +294,9 @@ def run_clustering(
     plotted = next((i for i, t in enumerate(tasks) if t["method"] in LEARNED), None)
     for i, task in enumerate(tasks):
         task["embed"] = i == plotted
+    # The table's methods are known up front: the ones asked for and those already in the folder.
+    in_table = {*methods, *(r["method"] for r in records)}
+    cap_note = balanced_cap_note(raw.labels, n_clusters, head, in_table)
     for task, result in _execute(tasks, jobs):
         method, seed, data = task["method"], task["seed"], task["data"]
         scores, seconds = result["scores"], result["seconds"]
@@ -320,12 +323,11 @@ def run_clustering(
                 started=started,
                 device=str((config or {}).get("device", "cpu")),
             )
-            note = balanced_cap_note(raw.labels, n_clusters, head, {r["method"] for r in records})
             write_results(
                 out,
                 records,
                 extra_markdown="\n\n".join(
-                    t for t in (note, _diagnostics_markdown(diagnostics)) if t
+                    t for t in (cap_note, _diagnostics_markdown(diagnostics)) if t
                 ),
                 header=header,
             )
