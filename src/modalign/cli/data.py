@@ -69,6 +69,9 @@ def list_datasets(
     av = "missing: needs " + " and ".join(needs) if needs else "present (mnist + fsdd)"
     rows.append(("digits", "2 x 1797, 10 classes", "built in", "", BUILTIN["digits"]))
     rows.append(("avdigits", "2 x 2400/300/300, 10 classes", av, "", BUILTIN["avdigits"]))
+    rows.append(
+        ("avdigits-label", "3 x 2400/300/300, 10 classes", av, "", BUILTIN["avdigits-label"])
+    )
     width = max(len(r[0]) for r in rows)
     size_width = max(len(r[1]) for r in rows)
     for name, size, presence, note, desc in rows:
@@ -103,7 +106,11 @@ def fetch_datasets(
         if name.lower() in BUILTIN:
             typer.echo(
                 f"error: '{name}' is built in, not fetched"
-                + (" (fetch mnist and copy FSDD recordings for it)" if name == "avdigits" else ""),
+                + (
+                    " (fetch mnist and copy FSDD recordings for it)"
+                    if name.lower().startswith("avdigits")
+                    else ""
+                ),
                 err=True,
             )
             raise typer.Exit(code=2)

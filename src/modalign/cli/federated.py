@@ -40,6 +40,7 @@ def simulate(
 ) -> None:
     """Run the agents and the server on this machine and write results.json / results.md."""
     from modalign.data import load_dataset
+    from modalign.data.builtin import refuse_label_view
     from modalign.eval import markdown_table, read_header
     from modalign.federated import Agent, FederatedConfig, LocalTransport, load_modality
     from modalign.federated.server import results_key, run_federated
@@ -47,7 +48,7 @@ def simulate(
     from modalign.provenance import check_provenance, data_fingerprint
 
     with user_errors(ValueError, FileNotFoundError):
-        raw = load_dataset(dataset, data_dir=data_dir)
+        raw = refuse_label_view(load_dataset(dataset, data_dir=data_dir), "federated OTM")
         if raw.labels is None:
             raise ValueError(f"dataset {dataset!r} has no labels to score clusters against")
         config = FederatedConfig(

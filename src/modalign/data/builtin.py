@@ -18,11 +18,22 @@
     ``trainval`` is the union of train and val. No image or recording is in two of train, val
     and test.
 
-    *Pairing.* One row per recording. Within a split and a digit, recordings sorted by
-    (speaker, index) are paired in turn with that digit's images of the same split in the hashed
-    order, so every row has a distinct image of the same digit. The pairing depends only on the
-    file names, the MNIST order and ``seed``: the same call gives the same pairs.
-    :func:`avdigits_pairs` returns them.
+    *Pairing.* ``pairing="recordings"`` (the default): one row per recording. Within a split and
+    a digit, recordings sorted by (speaker, index) are paired in turn with that digit's images of
+    the same split in the hashed order, so every row has a distinct image of the same digit.
+    ``pairing="images"``: one row per MNIST image of the split instead; image ``k`` of a digit (in
+    the same hashed order) takes recording ``k mod n`` of the ``n`` recordings of that digit in the
+    split, sorted by (speaker, index). The test split then has about 1,000 pairs (its 10 % share
+    of the 10,000 MNIST images) instead of 300, on which a 0.01 accuracy difference is noise;
+    every image is used once and each of the 300 test recordings 3 or 4 times (one recording of
+    digit 5, which has 89 test images for 30 recordings, twice), each time with a different
+    image, so anything that depends on the audio alone still rests on 300 distinct recordings.
+    Either pairing depends only on the file names, the MNIST order and ``seed``: the same call
+    gives the same pairs. :func:`avdigits_pairs` returns them.
+
+``avdigits-label``
+    ``avdigits`` with the label as a third view, :data:`LABEL_VIEW` (``"label"``): the one-hot
+    digit, ``(N, 10)``, kind ``features`` (``load_avdigits(..., label_view=True)``).
 """
 
 from __future__ import annotations
@@ -42,7 +53,11 @@ from modalign.data.loaders import load_idx, load_wav
 from modalign.data.registry import data_home, locate
 
 __all__ = [
+    "refuse_label_view",
     "AVDIGITS_FSDD_INDICES",
+    "LABEL_VIEW",
+    "PAIRINGS",
+    "Pairing",
     "Split",
     "avdigits_pairs",
     "find_fsdd",
@@ -53,6 +68,12 @@ __all__ = [
 ]
 
 Split = Literal["train", "val", "test", "trainval"]
+Pairing = Literal["recordings", "images"]
+
+#: Accepted values of the ``pairing`` argument of :func:`avdigits_pairs` and :func:`load_avdigits`.
+PAIRINGS: tuple[str, ...] = ("recordings", "images")
+#: Name of the one-hot label view of ``avdigits-label`` (``load_avdigits(label_view=True)``).
+LABEL_VIEW = "label"
 
 #: Recording indices (the last field of an FSDD file name) of each avdigits split.
 AVDIGITS_FSDD_INDICES: dict[str, range] = {
@@ -64,6 +85,19 @@ AVDIGITS_FSDD_INDICES: dict[str, range] = {
 _MNIST_FRACTIONS = {"train": (0.0, 0.8), "val": (0.8, 0.9), "test": (0.9, 1.0)}
 _WAV_NAME = re.compile(r"^(\d)_([A-Za-z0-9-]+)_(\d+)\.wav$")
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def refuse_label_view(ds: MultiViewDataset, protocol: str) -> MultiViewDataset:
+    """``ds`` unchanged, or a :class:`DataError` when it has a view named :data:`LABEL_VIEW`:
+    that view IS the target, and ``protocol`` would read the answer from it (only
+    ``modalign represent`` takes a label modality, for unsupervised training alone)."""
+    if LABEL_VIEW in ds.names:
+        raise DataError(
+            f"{ds.source}: view '{LABEL_VIEW}' holds the labels themselves, so {protocol} would "
+            "read the answer from its input; use the dataset without it (e.g. avdigits, not "
+            "avdigits-label)"
+        )
+    return ds
 
 
 def load_digits_views(dtype: torch.dtype = torch.float32) -> MultiViewDataset:
@@ -143,14 +177,29 @@ def _check_split(split: str) -> None:
         )
 
 
+def _check_pairing(pairing: str) -> None:
+    if pairing not in PAIRINGS:
+        raise DataError(
+            f"avdigits pairing must be one of {list(PAIRINGS)} (one row per recording or per "
+            f"MNIST image), got {pairing!r}"
+        )
+
+
 def avdigits_pairs(
-    split: Split = "train", data_dir: str | Path | None = None, *, seed: int = 0
+    split: Split = "train",
+    data_dir: str | Path | None = None,
+    *,
+    seed: int = 0,
+    pairing: Pairing = "recordings",
 ) -> list[tuple[Path, int, int]]:
     """The avdigits pairs of a split: ``(recording path, MNIST test index, digit)`` per row.
 
-    See the module docstring for the split and pairing rules.
+    With ``pairing="recordings"`` (the default) there is one row per recording of the split,
+    with ``pairing="images"`` one row per MNIST image of the split (recordings are reused in
+    turn). See the module docstring for the split and pairing rules.
     """
     _check_split(split)
+    _check_pairing(pairing)
     folder = find_fsdd(data_dir)
     # Only the small label file is needed here; the images are read by load_avdigits.
     labels = load_idx(locate("mnist", data_dir)[1])
@@ -172,6 +221,16 @@ def avdigits_pairs(
             ]
         )
         recs = sorted(recordings[digit])
+        if pairing == "images":
+            if not recs:
+                raise DataError(
+                    f"avdigits: split '{split}' has no recording of digit {digit} in {folder} "
+                    f"(indices {AVDIGITS_FSDD_INDICES[split].start}-"
+                    f"{AVDIGITS_FSDD_INDICES[split].stop - 1}), so pairing='images' cannot pair "
+                    f"its {images.size} MNIST images"
+                )
+            pairs.extend((recs[k % len(recs)][2], int(img), digit) for k, img in enumerate(images))
+            continue
         if len(recs) > images.size:
             raise DataError(
                 f"avdigits: split '{split}' has {len(recs)} recordings of digit {digit} but only "
@@ -191,42 +250,66 @@ def load_avdigits(
     *,
     audio: AudioFeatures | None = None,
     seed: int = 0,
+    pairing: Pairing = "recordings",
+    label_view: bool = False,
     dtype: torch.dtype = torch.float32,
 ) -> MultiViewDataset:
     """MNIST images paired with FSDD recordings of the same digit (see module docstring).
 
     Args:
         split: ``"train"`` (2,400 pairs), ``"val"`` (300), ``"test"`` (300) or ``"trainval"``
-            (2,700, train and val together).
+            (2,700, train and val together); with ``pairing="images"`` about 8,000, 1,000, 1,000
+            and 9,000.
         data_dir: folder holding the MNIST IDX files and the FSDD recordings (default:
             ``$MODALIGN_DATA`` or ``~/.cache/modalign``).
         audio: how recordings become features (default: 32 log-mel bands x 40 frames).
         seed: seed of the MNIST split and pairing; 0 is the reference benchmark.
+        pairing: ``"recordings"`` (one row per recording, the reference benchmark) or
+            ``"images"`` (one row per MNIST image of the split, recordings reused in turn).
+        label_view: add a third view :data:`LABEL_VIEW` (``"label"``), the one-hot digit
+            ``(N, 10)`` of kind ``features`` (the ``avdigits-label`` dataset).
 
     Returns:
         Views ``image`` ``(N, 784)`` in [0, 1] (row shape ``(28, 28)``) and ``audio``
-        ``(N, prod(audio.shape))`` (row shape ``(bands, frames)`` with ``pooling="frames"``);
-        labels are the digits 0..9.
+        ``(N, prod(audio.shape))`` (row shape ``(bands, frames)`` with ``pooling="frames"``),
+        then ``label`` with ``label_view``; labels are the digits 0..9.
     """
+    _check_pairing(pairing)
     cfg = audio or AudioFeatures()
-    pairs = avdigits_pairs(split, data_dir, seed=seed)
+    pairs = avdigits_pairs(split, data_dir, seed=seed, pairing=pairing)
     images, _ = load_mnist(data_dir)
     image_view = images[[img for _, img, _ in pairs]].reshape(len(pairs), -1) / 255.0
+    # Each distinct recording is read and featurised once (pairing="images" reuses them), in
+    # order of first use: with one row per recording this is exactly the rows' order.
+    distinct = list(dict.fromkeys(path for path, _, _ in pairs))
+    row_of = {path: k for k, path in enumerate(distinct)}
     waves, rates = [], set()
-    for path, _, _ in pairs:
+    for path in distinct:
         rate, wave = load_wav(path)
         rates.add(rate)
         waves.append(wave)
     if len(rates) != 1:
         raise DataError(f"avdigits: recordings have different sample rates {sorted(rates)}")
-    audio_view = waves_to_features(waves, rates.pop(), cfg)
+    audio_view = waves_to_features(waves, rates.pop(), cfg)[[row_of[p] for p, _, _ in pairs]]
+    labels = np.array([d for _, _, d in pairs], dtype=np.int64)
+    views = [image_view, audio_view]
+    names = ["image", "audio"]
+    kinds = ["image", "audio"]
+    # Pooled features have no time axis, so they get no row shape (and no time masking).
+    shapes = [(28, 28), cfg.shape if cfg.pooling == "frames" else None]
+    if label_view:
+        views.append(np.eye(10, dtype=np.float64)[labels])
+        names.append(LABEL_VIEW)
+        kinds.append("features")
+        shapes.append(None)
+    name = "avdigits-label" if label_view else "avdigits"
+    detail = ", per image" if pairing == "images" else ""
     return MultiViewDataset(
-        [image_view, audio_view],
-        np.array([d for _, _, d in pairs]),
-        names=["image", "audio"],
-        kinds=["image", "audio"],
-        # Pooled features have no time axis, so they get no row shape (and no time masking).
-        shapes=[(28, 28), cfg.shape if cfg.pooling == "frames" else None],
-        source=f"avdigits[{split}]",
+        views,
+        labels,
+        names=names,
+        kinds=kinds,
+        shapes=shapes,
+        source=f"{name}[{split}{detail}]",
         dtype=dtype,
     )

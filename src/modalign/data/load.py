@@ -21,6 +21,7 @@ __all__ = ["BUILTIN", "load_dataset", "load_file", "load_registered"]
 BUILTIN = {
     "digits": "scikit-learn's digits, left/right image halves (embedded, no file)",
     "avdigits": "MNIST test images paired with FSDD recordings (needs mnist/ and fsdd/ files)",
+    "avdigits-label": "avdigits with the one-hot digit as a third view, 'label' (same files)",
 }
 
 
@@ -82,12 +83,14 @@ def load_dataset(
     """A :class:`MultiViewDataset` from a built-in name, a registry name or a file path.
 
     Args:
-        name_or_path: ``"digits"``, ``"avdigits"``, a registry name (``modalign data list``) or
-            a path to a ``.mat`` / ``.npz`` file.
+        name_or_path: ``"digits"``, ``"avdigits"``, ``"avdigits-label"`` (avdigits with a
+            third, one-hot ``label`` view), a registry name (``modalign data list``) or a path
+            to a ``.mat`` / ``.npz`` file.
         data_dir: where registry files are looked up (default ``$MODALIGN_DATA`` or
             ``~/.cache/modalign``); files may lie in it or in a subfolder named after the dataset.
-        kwargs: passed on: ``split``, ``audio``, ``seed`` for avdigits; ``verify`` for registry
-            datasets; ``dtype`` for all.
+        kwargs: passed on: ``split``, ``audio``, ``seed``, ``pairing`` (``"recordings"`` or
+            ``"images"``) for avdigits and avdigits-label, ``label_view`` for avdigits;
+            ``verify`` for registry datasets; ``dtype`` for all.
 
     Raises:
         MissingDataError: the dataset's file is absent; the message says where it looked and
@@ -99,6 +102,8 @@ def load_dataset(
         return load_digits_views(**kwargs)
     if key.lower() == "avdigits":
         return load_avdigits(data_dir=data_dir, **kwargs)
+    if key.lower() == "avdigits-label":
+        return load_avdigits(data_dir=data_dir, label_view=True, **kwargs)
     if key.lower() in REGISTRY:
         return load_registered(key.lower(), data_dir, **kwargs)
     path = Path(name_or_path).expanduser()

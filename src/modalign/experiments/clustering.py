@@ -19,6 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from modalign.data import MultiViewDataset, Preprocessor, load_dataset, unalign
+from modalign.data.builtin import refuse_label_view
 from modalign.eval import (
     balanced_accuracy_cap,
     coupling_quality,
@@ -234,7 +235,7 @@ def run_clustering(
                 f"{refused} concatenate views and need aligned rows; drop them "
                 "for the unaligned setting"
             )
-    raw = load_dataset(dataset, data_dir=data_dir)
+    raw = refuse_label_view(load_dataset(dataset, data_dir=data_dir), "clustering")
     if raw.labels is None:
         raise ValueError(f"dataset {dataset!r} has no labels to score clusters against")
     started = time.perf_counter()

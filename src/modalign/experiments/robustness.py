@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from modalign.data import MultiViewDataset, Preprocessor, add_noise, drop_modalities, load_dataset
+from modalign.data.builtin import refuse_label_view
 from modalign.eval.report import mean_std_text, read_header, read_results_file, write_results_file
 from modalign.eval.robustness import (
     effective_robustness,
@@ -88,7 +89,7 @@ def load_data(dataset: str, data_dir: str | Path | None = None) -> Splits | Mult
             load_dataset("avdigits", data_dir=data_dir, split=s) for s in ("train", "val", "test")
         ]
         return Splits(*parts)
-    full = load_dataset(dataset, data_dir=data_dir)
+    full = refuse_label_view(load_dataset(dataset, data_dir=data_dir), "the robustness protocol")
     if full.labels is None:
         raise ValueError(
             f"dataset {dataset!r} has no labels: robustness needs a classification task"
