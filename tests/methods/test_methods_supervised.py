@@ -374,7 +374,7 @@ def test_bad_views_and_targets_are_refused_with_clear_messages(data):
     model = SupervisedFusion(small_config(epochs=1))
     with pytest.raises(RuntimeError, match="call fit"):
         model.predict(views)
-    with pytest.raises(ValueError, match="at least two modalities"):
+    with pytest.raises(ValueError, match="at least 2 modalities"):
         model.fit([views[0]], y)
     with pytest.raises(ValueError, match="list"):
         model.fit(views[0], y)

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from modalign.eval.supervised import classification_scores, regression_scores
+from modalign.methods._views import check_views, modality_names
 from modalign.methods.otm import MIXERS, ot_mix
 from modalign.nn import FUSIONS, hidden_width, make_fusion, mlp
 from modalign.train import train_epochs
@@ -153,71 +154,23 @@ class SupervisedFusion(nn.Module):
         self.to(cfg.device)
 
     def _names(self, n: int) -> list[str]:
-        names = getattr(self, "modality_names_", None)
-        return (
-            list(names)
-            if names is not None and len(names) == n
-            else [f"modality {m}" for m in range(n)]
-        )
+        return modality_names(getattr(self, "modality_names_", None), n)
 
     def _check_views(
         self, views: Sequence, mask, *, fitted: bool, only: int | None = None
     ) -> tuple[list[Tensor], Tensor]:
-        """Views as float tensors (missing rows zero-filled) and the bool mask (N, M).
-        ``only``: the one modality that will be used; the others' values are not checked."""
-        if isinstance(views, (Tensor, np.ndarray)) or not isinstance(views, Sequence):
-            raise ValueError("views must be a list with one (N, D_m) array per modality")
-        names = self._names(len(views))
-        if fitted:
-            if not self.dims_:
-                raise RuntimeError("call fit before predict")
-            if len(views) != len(self.dims_):
-                raise ValueError(
-                    f"the model was trained on {len(self.dims_)} modalities, got {len(views)}"
-                )
-        elif len(views) < 2:
-            raise ValueError(f"fusion needs at least two modalities, got {len(views)}")
-        out = []
-        for m, v in enumerate(views):
-            t = torch.as_tensor(np.asarray(v) if not isinstance(v, Tensor) else v)
-            if t.dim() != 2:
-                raise ValueError(
-                    f"{names[m]}: expected an (N, D) array, got shape {tuple(t.shape)}"
-                )
-            if fitted and t.shape[1] != self.dims_[m]:
-                raise ValueError(
-                    f"{names[m]}: the model was trained on {self.dims_[m]} features, "
-                    f"got {t.shape[1]}"
-                )
-            out.append(t.to(self.config.device, torch.float32))
-        n = {t.shape[0] for t in out}
-        if len(n) != 1:
-            raise ValueError(
-                f"modalities must have one row per sample; got row counts "
-                f"{dict(zip(names, [t.shape[0] for t in out]))}"
-            )
-        rows = out[0].shape[0]
-        if mask is None:
-            present = torch.ones(rows, len(out), dtype=torch.bool, device=self.config.device)
-        else:
-            present = torch.as_tensor(mask).to(self.config.device)
-            if tuple(present.shape) != (rows, len(out)):
-                raise ValueError(
-                    f"mask: expected shape ({rows}, {len(out)}), got {tuple(present.shape)}"
-                )
-            if present.dtype != torch.bool and not bool(((present == 0) | (present == 1)).all()):
-                raise ValueError("mask: values must be 0 or 1 (1 = modality present)")
-            present = present.bool()
-        for m, t in enumerate(out):
-            if only is not None and m != only % len(out):
-                continue
-            if not bool(torch.isfinite(t[present[:, m]]).all()):
-                raise ValueError(f"{names[m]}: NaN or infinite values in present rows")
-        # Missing rows are replaced before the encoder too, so they cost nothing downstream.
-        out = [
-            torch.where(present[:, m : m + 1], t, torch.zeros_like(t)) for m, t in enumerate(out)
-        ]
-        return out, present
+        """Views as float tensors (missing rows zero-filled) and the bool mask (N, M), checked
+        by :func:`modalign.methods._views.check_views`."""
+        if fitted and not self.dims_:
+            raise RuntimeError("call fit before predict")
+        return check_views(
+            views,
+            mask,
+            device=self.config.device,
+            names=self._names(len(views)) if isinstance(views, Sequence) else None,
+            dims=self.dims_ if fitted else None,
+            only=only,
+        )
 
     def _check_targets(self, y, n: int) -> Tensor:
         cfg = self.config

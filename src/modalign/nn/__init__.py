@@ -1,5 +1,6 @@
-"""Neural building blocks shared by the methods: MLPs, fusion layers and losses."""
+"""Neural building blocks shared by the methods: encoders, MLPs, fusion layers and losses."""
 
+from modalign.nn.encoders import AudioConvEncoder, ImageConvEncoder, MLPEncoder, modality_encoder
 from modalign.nn.fusion import (
     FUSIONS,
     Fusion,
@@ -13,6 +14,10 @@ from modalign.nn.losses import imq_mmd, reconstruction_error
 from modalign.nn.mlp import Autoencoder, hidden_width, mlp
 
 __all__ = [
+    "AudioConvEncoder",
+    "ImageConvEncoder",
+    "MLPEncoder",
+    "modality_encoder",
     "FUSIONS",
     "Autoencoder",
     "Fusion",

@@ -1,0 +1,359 @@
+"""GMC, geometric multimodal contrastive learning (Poklukar, Vasco et al., ICML 2022).
+
+DESIGN.md 2.3.
+
+A representation that is the same point whether it is computed from every modality or from any
+one of them, learned without labels. With ``M`` modalities:
+
+* modality encoders ``f_m`` (:func:`~modalign.nn.modality_encoder`: a conv net for 28 x 28
+  images, a 1-D conv net over log-mel frames, an MLP otherwise), ``(B, D_m) -> (B, common_dim)``;
+* a joint encoder over the concatenated modality features: ``f_joint(x) = W [f_1(x_1); ...;
+  f_M(x_M)] + b`` to ``common_dim``. The official code gives the joint path its own copies of
+  the feature networks; sharing them (the default, ``separate_joint=False``) computes every
+  modality's features once per batch, which halves the cost of a step on the CPU;
+* ONE projection head ``g`` (``common_dim -> 512 -> 512 -> latent_dim``, GELU), shared by every
+  path, its output L2-normalised: ``z_m = g(f_m(x_m)) / |.|``, ``z_joint = g(f_joint(x)) / |.|``.
+
+The loss, as the official code computes it: for each modality ``m`` stack the batch's joint and
+modality-``m`` embeddings, ``Z = [z_joint; z_m]`` (2B rows), logits ``Z Z^T / tau`` without the
+diagonal; anchor ``a``'s positive is its pair (joint ``i`` <-> modality-``m`` ``i``) and the other
+2B - 2 rows are its negatives:
+
+    L = sum_m mean_a [ logsumexp_{b != a} (Z_a . Z_b / tau) - Z_a . Z_pos(a) / tau ]
+
+With ``negatives="joint"`` (the ablation) an anchor's negatives are only the other samples'
+JOINT embeddings (B - 1 rows), so modality embeddings never repel each other.
+
+Missing modalities: the joint path needs every modality, so a training row with a modality
+missing enters no term of the loss (its values are zero-filled first, so no encoder gets any
+gradient from it). At inference a sample with every modality present gets ``z_joint``; any
+other non-empty subset gets the mean of its modalities' ``z_m`` (GMC's choice, not
+re-normalised; ``renormalise=True`` projects it back onto the sphere).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from modalign.methods._views import check_views, modality_names
+from modalign.nn.encoders import modality_encoder
+from modalign.train import train_epochs
+from modalign.utils import check_device
+
+__all__ = ["NEGATIVES", "GMC", "GMCConfig", "gmc_loss"]
+
+NEGATIVES = ("all", "joint")
+
+
+@dataclass
+class GMCConfig:
+    """Settings of :class:`GMC`; the defaults are the official MHD settings (64-d features
+    and latent, batch 64, 100 epochs, Adam 1e-3, tau 0.1; their MOSEI and pendulum runs use
+    tau 0.3).
+
+    ``common_dim``: width of every encoder's output (the head's input). ``latent_dim``: width
+    of the representation. ``tau``: the temperature. ``negatives``: ``"all"`` (GMC) or
+    ``"joint"`` (the joints-as-negatives ablation). ``head_width``: hidden width of the shared
+    projection head. ``hidden``: hidden width of MLP encoders (default
+    :func:`~modalign.nn.hidden_width` of the input).
+    """
+
+    common_dim: int = 64
+    latent_dim: int = 64
+    tau: float = 0.1
+    negatives: str = "all"
+    head_width: int = 512
+    hidden: int | None = None
+    separate_joint: bool = False
+    epochs: int = 100
+    patience: int | None = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.negatives not in NEGATIVES:
+            raise ValueError(f"negatives must be one of {NEGATIVES}, got {self.negatives!r}")
+        if not self.tau > 0:
+            raise ValueError(f"tau must be positive, got {self.tau}")
+        if min(self.common_dim, self.latent_dim, self.head_width) < 1:
+            raise ValueError("common_dim, latent_dim and head_width must be positive")
+        if self.epochs < 1 or self.batch_size < 2:
+            raise ValueError("epochs must be >= 1 and batch_size >= 2")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
+        check_device(self.device)
+
+
+def gmc_loss(
+    joint: Tensor, modalities: Sequence[Tensor], tau: float = 0.1, negatives: str = "all"
+) -> Tensor:
+    """GMC's contrastive loss (see the module docstring), summed over modalities.
+
+    Args:
+        joint: ``(B, d)`` joint embeddings, rows L2-normalised.
+        modalities: per modality ``(B, d)`` embeddings of the same samples, L2-normalised.
+        tau: temperature.
+        negatives: ``"all"`` (the other 2B - 2 rows) or ``"joint"`` (the other B - 1 joints).
+
+    Returns:
+        A scalar: ``sum_m`` of the mean over the 2B anchors.
+    """
+    if negatives not in NEGATIVES:
+        raise ValueError(f"negatives must be one of {NEGATIVES}, got {negatives!r}")
+    b = joint.shape[0]
+    idx = torch.arange(2 * b, device=joint.device)
+    positive = (idx + b) % (2 * b)
+    excluded = torch.eye(2 * b, dtype=torch.bool, device=joint.device)
+    if negatives == "joint":
+        # Columns of modality rows are excluded, except each anchor's own positive.
+        modality_column = (idx >= b)[None, :].expand(2 * b, 2 * b)
+        excluded = excluded | (modality_column & (idx[None, :] != positive[:, None]))
+    total = joint.new_zeros(())
+    for z in modalities:
+        both = torch.cat([joint, z])
+        logits = (both @ both.T / tau).masked_fill(excluded, float("-inf"))
+        total = total + (torch.logsumexp(logits, 1) - logits[idx, positive]).mean()
+    return total
+
+
+class GMC(nn.Module):
+    """GMC, sklearn-style: ``fit(views)`` without labels; ``transform(views, mask)`` gives the
+    ``(N, latent_dim)`` representation from any per-sample subset of modalities.
+
+    ``views`` is a list of aligned ``(N, D_m)`` arrays (with ``kinds`` and ``shapes`` to choose
+    conv encoders) or a :class:`~modalign.data.MultiViewDataset`, which carries them.
+    """
+
+    def __init__(self, config: GMCConfig | None = None, random_state: int = 0):
+        super().__init__()
+        self.config = config or GMCConfig()
+        self.random_state = random_state
+        self.dims_: list[int] = []
+        self.history: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------ set-up
+    def _build(self, dims: Sequence[int], kinds: Sequence[str], shapes: Sequence) -> None:
+        cfg = self.config
+        torch.manual_seed(self.random_state)  # weights initialise from the seed alone
+        self.dims_ = [int(d) for d in dims]
+        self.kinds_, self.shapes_ = list(kinds), [None if s is None else tuple(s) for s in shapes]
+
+        def encoders() -> nn.ModuleList:
+            return nn.ModuleList(
+                modality_encoder(d, cfg.common_dim, kind=k, shape=s, hidden=cfg.hidden)
+                for d, k, s in zip(self.dims_, self.kinds_, self.shapes_)
+            )
+
+        self.encoders = encoders()
+        self.joint_encoders = encoders() if cfg.separate_joint else None
+        self.joint_fusion = nn.Linear(len(dims) * cfg.common_dim, cfg.common_dim)
+        self.head = nn.Sequential(
+            nn.Linear(cfg.common_dim, cfg.head_width),
+            nn.GELU(),
+            nn.Linear(cfg.head_width, cfg.head_width),
+            nn.GELU(),
+            nn.Linear(cfg.head_width, cfg.latent_dim),
+        )
+        self.to(cfg.device)
+
+    def _inputs(self, views, mask, *, fitted: bool, kinds=None, shapes=None, names=None):
+        """``(views, mask, kinds, shapes, names)`` from a dataset or a list of arrays."""
+        from modalign.data import MultiViewDataset
+
+        if isinstance(views, MultiViewDataset):
+            if not views.is_aligned:
+                raise ValueError(f"{views.source}: GMC needs aligned views (row i = sample i)")
+            ds = views
+            views, mask = list(ds.views), ds.mask if mask is None else mask
+            kinds, shapes, names = ds.kinds, ds.shapes, ds.names
+        names = modality_names(
+            names if names is not None else getattr(self, "modality_names_", None),
+            len(views) if isinstance(views, Sequence) else 0,
+        )
+        xs, present = check_views(
+            views,
+            mask,
+            device=self.config.device,
+            names=names,
+            dims=self.dims_ if fitted else None,
+        )
+        kinds = list(kinds) if kinds is not None else ["features"] * len(xs)
+        shapes = list(shapes) if shapes is not None else [None] * len(xs)
+        if len(kinds) != len(xs) or len(shapes) != len(xs):
+            raise ValueError(f"kinds and shapes need one entry per modality ({len(xs)})")
+        return xs, present, kinds, shapes, names
+
+    # ------------------------------------------------------------------ embeddings
+    def embed_modality(self, m: int, x: Tensor) -> Tensor:
+        """``z_m``: modality ``m``'s rows ``(B, D_m)`` through ``f_m`` and the shared head,
+        L2-normalised, ``(B, latent_dim)``."""
+        return F.normalize(self.head(self.encoders[m](x)), dim=1)
+
+    def embed_joint(self, xs: Sequence[Tensor], features: Sequence[Tensor] | None = None) -> Tensor:
+        """``z_joint`` of complete rows (every modality present), ``(B, latent_dim)``;
+        ``features``: the rows' ``f_m(x_m)`` when already computed (shared feature networks)."""
+        if self.joint_encoders is not None:
+            features = [enc(x) for enc, x in zip(self.joint_encoders, xs)]
+        elif features is None:
+            features = [enc(x) for enc, x in zip(self.encoders, xs)]
+        return F.normalize(self.head(self.joint_fusion(torch.cat(list(features), dim=1))), dim=1)
+
+    def loss(self, xs: Sequence[Tensor], present: Tensor) -> Tensor:
+        """GMC's loss on one batch (list of ``(B, D_m)``, mask ``(B, M)``): only rows with every
+        modality present enter it (the joint path needs them all)."""
+        complete = present.all(1)
+        if int(complete.sum()) < 2:
+            return xs[0].new_zeros(())
+        rows = [x[complete] for x in xs]
+        features = [enc(x) for enc, x in zip(self.encoders, rows)]
+        singles = [F.normalize(self.head(h), dim=1) for h in features]
+        joint = self.embed_joint(rows, features)
+        cfg = self.config
+        return gmc_loss(joint, singles, cfg.tau, cfg.negatives)
+
+    # ------------------------------------------------------------------ training
+    def fit(
+        self,
+        views,
+        *,
+        mask=None,
+        kinds: Sequence[str] | None = None,
+        shapes: Sequence | None = None,
+        modality_names: Sequence[str] | None = None,
+        validation=None,
+        checkpoint: str | Path | None = None,
+        progress: bool = False,
+        stop_after: int | None = None,
+    ) -> GMC:
+        """Train without labels on aligned ``views`` (see the class docstring).
+
+        ``mask`` ``(N, M)``: present modalities (rows missing one do not enter the loss).
+        ``validation``: held-out views of the same modalities (a dataset, or a list of arrays):
+        the loss on them, in fixed batches of ``batch_size``, picks the epoch kept and stops
+        training after ``patience`` epochs without improvement. Label-free.
+        ``kinds`` / ``shapes``: per view, as in :class:`~modalign.data.MultiViewDataset`.
+        ``checkpoint``: written after every epoch and resumed from when it exists.
+        ``stop_after``: end after that many epochs of this call (to test interruption).
+        """
+        cfg = self.config
+        xs, present, kinds, shapes, names = self._inputs(
+            views, mask, fitted=False, kinds=kinds, shapes=shapes, names=modality_names
+        )
+        self.modality_names_ = names
+        if int(present.all(1).sum()) < 2:
+            raise ValueError(
+                "GMC contrasts every modality with the joint embedding of complete rows: "
+                f"need at least 2 rows with every modality present, got {int(present.all(1).sum())}"
+            )
+        self._build([x.shape[1] for x in xs], kinds, shapes)
+        validate = None
+        if validation is not None:
+            vx, vp, *_ = self._inputs(validation, None, fitted=True)
+            # One fixed shuffle: held-out files often come sorted by class, and batches of one
+            # class would make the negatives unlike training's.
+            order = torch.randperm(vx[0].shape[0], generator=torch.Generator().manual_seed(0))
+            order = order.to(vp.device)
+            vx, vp = [x[order] for x in vx], vp[order]
+            if int(vp.all(1).sum()) < 2:
+                raise ValueError("validation: need at least 2 rows with every modality present")
+            validate = lambda: self._validation_loss(vx, vp)  # noqa: E731
+        optimiser = torch.optim.Adam(self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.history = train_epochs(
+            self,
+            optimiser,
+            lambda epoch: self._train_epoch(xs, present, optimiser, epoch),
+            epochs=cfg.epochs,
+            settings={
+                **asdict(cfg),
+                "seed": self.random_state,
+                "dims": str(self.dims_),
+                "kinds": str(self.kinds_),
+                "shapes": str(self.shapes_),
+            },
+            validate=validate,
+            patience=cfg.patience,
+            checkpoint=checkpoint,
+            progress=progress,
+            desc=f"gmc seed {self.random_state}",
+            stop_after=stop_after,
+            device=cfg.device,
+        )
+        self.eval()
+        return self
+
+    def _validation_loss(self, xs, present) -> float:
+        """The loss on held-out rows in fixed consecutive batches (the loss depends on the
+        batch size through its negatives, so it is measured as in training)."""
+        size = self.config.batch_size
+        n_batches = max(1, xs[0].shape[0] // size)
+        total = 0.0
+        for b in range(n_batches):
+            rows = slice(b * size, (b + 1) * size)
+            total += float(self.loss([x[rows] for x in xs], present[rows])) / n_batches
+        return total
+
+    def _train_epoch(self, xs, present, optimiser, epoch: int) -> dict[str, float]:
+        cfg = self.config
+        # Every epoch draws from its own seeded generator, so a resumed run repeats exactly.
+        gen = torch.Generator().manual_seed(self.random_state * 100_003 + epoch)
+        n = xs[0].shape[0]
+        order = torch.randperm(n, generator=gen).to(cfg.device)
+        n_batches = max(1, n // cfg.batch_size)
+        total = 0.0
+        for b in range(n_batches):
+            rows = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            loss = self.loss([x[rows] for x in xs], present[rows])
+            if loss.requires_grad:
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+            total += float(loss.detach()) / n_batches
+        return {"loss": total}
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def transform(
+        self, views, mask=None, *, renormalise: bool = False, batch_size: int = 1024
+    ) -> Tensor:
+        """The representation ``(N, latent_dim)`` of every sample from the modalities its
+        ``mask`` row marks present (default: all): ``z_joint`` when all are, else the mean of
+        the present modalities' ``z_m`` (re-normalised with ``renormalise``).
+
+        Raises:
+            ValueError: a sample with no modality present, or views unlike the training ones.
+        """
+        if not self.dims_:
+            raise RuntimeError("call fit before transform")
+        xs, present, _, _, names = self._inputs(views, mask, fitted=True)
+        empty = ~present.any(1)
+        if bool(empty.any()):
+            raise ValueError(
+                f"sample {int(empty.nonzero()[0])} has no modality present: nothing to represent"
+            )
+        self.eval()
+        parts = []
+        for start in range(0, xs[0].shape[0], batch_size):
+            batch = [x[start : start + batch_size] for x in xs]
+            have = present[start : start + batch_size]
+            weight = have.to(batch[0].dtype)
+            features = [enc(x) for enc, x in zip(self.encoders, batch)]
+            singles = torch.stack([F.normalize(self.head(h), dim=1) for h in features], 1)
+            mean = (singles * weight[..., None]).sum(1) / weight.sum(1, keepdim=True)
+            if renormalise:
+                mean = F.normalize(mean, dim=1)
+            complete = have.all(1)
+            if bool(complete.any()):
+                joint = self.embed_joint(
+                    [x[complete] for x in batch], [h[complete] for h in features]
+                )
+                mean = mean.index_put((complete.nonzero()[:, 0],), joint)
+            parts.append(mean)
+        return torch.cat(parts)
