@@ -26,13 +26,18 @@ VARIANTS = {
     "zscore": ("auto", {}),
     "minmax images": ({"image": "minmax"}, {}),
     "minmax images, tau 0.3": ({"image": "minmax"}, {"tau": 0.3}),
+    "minmax, weight decay 1e-4": ({"image": "minmax"}, {"weight_decay": 1e-4}),
+    "minmax, batch 128": ({"image": "minmax"}, {"batch_size": 128}),
+    "minmax, separate joint": ({"image": "minmax"}, {"separate_joint": True}),
 }
 
 
-def main(dataset: str, seed: int = 0) -> None:
+def main(dataset: str, only: list[str], seed: int = 0) -> None:
     torch.set_num_threads(1)
     splits = seed_splits(load_represent_data(dataset), seed)
     for name, (prep_spec, overrides) in VARIANTS.items():
+        if only and name not in only:
+            continue
         if isinstance(prep_spec, dict) and "image" not in splits.train.names:
             continue
         prep = Preprocessor(prep_spec).fit(splits.train)
@@ -55,4 +60,5 @@ def main(dataset: str, seed: int = 0) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "digits")
+    # python scripts/gmc_choices.py DATASET ["variant name" ...]
+    main(sys.argv[1] if len(sys.argv) > 1 else "digits", sys.argv[2:])

@@ -9,6 +9,7 @@ from modalign.cli.cluster import cluster
 from modalign.cli.data import app as data_app
 from modalign.cli.demo import demo
 from modalign.cli.federated import app as federated_app
+from modalign.cli.represent import represent
 from modalign.cli.robustness import robustness
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app.add_typer(federated_app, name="federated")
 app.command("demo")(demo)
 app.command("cluster")(cluster)
 app.command("robustness")(robustness)
+app.command("represent")(represent)
 
 
 def _print_version(value: bool) -> None:

@@ -1,0 +1,169 @@
+"""``modalign represent`` end to end: records, probes from subsets, label leakage, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from modalign.cli import app
+from modalign.data import MultiViewDataset, Preprocessor
+from modalign.experiments.represent import (
+    RESULT_KEYS,
+    Representation,
+    input_views,
+    load_represent_data,
+    parse_subsets,
+    probe_records,
+    subsets,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(app, ["represent", *args])
+
+
+def _by(records, **where):
+    return [r for r in records if all(r[k] == v for k, v in where.items())]
+
+
+def test_represent_end_to_end_on_digits(tmp_path):
+    out = tmp_path / "rep"
+    args = ["--dataset", "digits", "--methods", "gmc,otm", "--seeds", "2", "--epochs", "2"]
+    result = _cli(*args, "--out", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.output)
+    assert records == json.loads((out / "results.json").read_text())["records"]
+    assert all(set(r) == set(RESULT_KEYS) for r in records)
+    assert {r["method"] for r in records} == {"gmc", "otm", "raw", "supervised", "majority"}
+    assert {r["seed"] for r in records} == {0, 1}
+    # Every learned method and raw: both probes, both metrics, every subset.
+    for method in ("gmc", "otm", "raw"):
+        for probe in ("mlp", "linear"):
+            for metric in ("accuracy", "macro_f1"):
+                got = _by(records, method=method, probe=probe, metric=metric, seed=0)
+                assert sorted(r["subset"] for r in got) == [[0], [0, 1], [1]]
+                assert all(0.0 <= r["value"] <= 1.0 for r in got)
+    assert sorted(
+        r["subset"] for r in _by(records, method="supervised", metric="accuracy", seed=1)
+    ) == [
+        [0],
+        [0, 1],
+        [1],
+    ]
+    # Geometry for GMC only; digits has two views, so no re-normalised variant.
+    geo = _by(records, method="gmc", metric="recall@1", seed=0)
+    assert sorted(r["subset"] for r in geo) == [[0], [1]]
+    assert not _by(records, method="otm", metric="recall@1")
+    assert not _by(records, method="gmc-renorm")
+    # The untrained head would be near chance; the raw features through an MLP probe are not.
+    raw = _by(records, method="raw", probe="mlp", metric="accuracy", subset=[0, 1])
+    majority = _by(records, method="majority", metric="accuracy")
+    assert min(r["value"] for r in raw) > 0.9 > 0.2 > max(r["value"] for r in majority)
+    md = (out / "results.md").read_text()
+    assert "| complete | left only | right only |" in md and "recall@1" in md
+    assert (out / "embedding-gmc.png").stat().st_size > 0
+    assert sorted(p.name for p in (out / "models").iterdir()) == [
+        "gmc-0.pt",
+        "gmc-1.pt",
+        "otm-0.pt",
+        "otm-1.pt",
+    ]
+    # An identical rerun trains nothing and changes nothing; other epochs are refused.
+    again = _cli(*args, "--out", str(out), "--json")
+    assert again.exit_code == 0 and json.loads(again.output) == records
+    other = _cli(*args[:-1], "3", "--out", str(out))
+    assert other.exit_code == 2 and "epochs" in other.output
+
+
+def _planted(n=300, seed=0):
+    """View 0 carries the class, view 1 is pure noise, view 2 is the one-hot label."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(3), n // 3)
+    informative = np.eye(3)[y] * 6 + rng.normal(size=(n, 3))
+    noise = rng.normal(size=(n, 4))
+    return MultiViewDataset(
+        [informative, noise, np.eye(3)[y]], y, names=["signal", "noise", "label"]
+    )
+
+
+def test_probe_trained_on_complete_rows_is_scored_from_each_subset():
+    ds = _planted()
+    parts = tuple(
+        Preprocessor("zscore").fit(p).transform(p) for p in ds.split([0.6, 0.2, 0.2], seed=0)
+    )
+    views = input_views(ds.names)
+    assert views == [0, 1]  # the label modality is never a probe or test input
+    rep = Representation("raw", None, views)
+    assert rep(parts[0], (0, 1)).shape[1] == 7  # signal + noise features, no label
+    records = probe_records("planted", "raw", 0, rep, parts, subsets(views))
+    acc = {
+        (tuple(r["subset"]), r["probe"]): r["value"] for r in records if r["metric"] == "accuracy"
+    }
+    for probe in ("mlp", "linear"):
+        assert acc[((0, 1), probe)] > 0.9
+        assert acc[((0,), probe)] > 0.9  # the noise view zero-filled: nothing lost
+        assert acc[((1,), probe)] < 0.6  # the signal view zero-filled: near chance (1/3)
+
+
+def test_subsets_and_their_errors():
+    names = ["image", "audio", "label"]
+    assert subsets([0, 1]) == [(0, 1), (0,), (1,)]
+    assert subsets([0, 1, 2])[:4] == [(0, 1, 2), (0,), (1,), (2,)]
+    assert parse_subsets("image+audio, audio", names) == [(0, 1), (1,)]
+    assert parse_subsets("1+0", names) == [(0, 1)]
+    with pytest.raises(ValueError, match="unknown modality 'video'"):
+        parse_subsets("video", names)
+    with pytest.raises(ValueError, match="label modality is never a test input"):
+        parse_subsets("image+label", names)
+
+
+def test_bad_datasets_get_one_clear_line(tmp_path):
+    x = np.random.default_rng(0).normal(size=(30, 3))
+    np.savez(tmp_path / "nolabels.npz", X1=x, X2=x)
+    with pytest.raises(ValueError, match="no labels"):
+        load_represent_data(str(tmp_path / "nolabels.npz"))
+    result = _cli("--dataset", "digits", "--subsets", "middle", "--out", str(tmp_path / "o"))
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1].startswith("error: unknown modality 'middle'")
+    result = _cli("--dataset", "digits", "--methods", "pca", "--out", str(tmp_path / "o"))
+    assert result.exit_code == 2 and "unknown method" in result.output
+    assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_avdigits_test_split_is_paired_per_image():
+    if not (SHARED_DATA / "fsdd").exists() or not (SHARED_DATA / "mnist").exists():
+        pytest.skip("avdigits data not available in ../shared/data")
+    data = load_represent_data("avdigits-label", SHARED_DATA)
+    assert (data.train.n_rows, data.val.n_rows) == (2400, 300)
+    assert 950 <= data.test.n_rows <= 1050
+    assert data.test.names == ["image", "audio", "label"]
+    assert input_views(data.test.names) == [0, 1]
+    assert torch.equal(data.test.views[2].argmax(1), data.test.labels)
+
+
+def test_other_protocols_refuse_the_label_modality(tmp_path):
+    from modalign.data import DataError
+    from modalign.data.builtin import refuse_label_view
+
+    ds = _planted(30)
+    with pytest.raises(DataError, match="view 'label' holds the labels themselves"):
+        refuse_label_view(ds, "clustering")
+    assert refuse_label_view(ds.select_views([0, 1]), "clustering").names == ["signal", "noise"]
+    if not (SHARED_DATA / "fsdd").exists() or not (SHARED_DATA / "mnist").exists():
+        pytest.skip("avdigits data not available in ../shared/data")
+    for command in ("robustness", "cluster"):
+        result = CliRunner().invoke(
+            app,
+            [command, "--dataset", "avdigits-label", "--data-dir", str(SHARED_DATA)]
+            + ["--out", str(tmp_path / command)],
+        )
+        assert result.exit_code == 2 and "holds the labels themselves" in result.output, command
