@@ -54,8 +54,11 @@ NEGATIVES = ("all", "joint")
 @dataclass
 class GMCConfig:
     """Settings of :class:`GMC`; the defaults are the official MHD settings (64-d features
-    and latent, batch 64, 100 epochs, Adam 1e-3, tau 0.1; their MOSEI and pendulum runs use
-    tau 0.3).
+    and latent, 100 epochs, Adam 1e-3, tau 0.1; their MOSEI and pendulum runs use tau 0.3)
+    except the batch: 128, not 64. On avdigits the validation split's retrieval recall@1
+    (label-free) was 0.56 with batch 64, 0.64 with 128 and 0.65 with 256 (seed 0, mean over
+    the two modalities, scripts/gmc_choices.py); 128 keeps two or more steps per epoch on
+    small datasets.
 
     ``common_dim``: width of every encoder's output (the head's input). ``latent_dim``: width
     of the representation. ``tau``: the temperature. ``negatives``: ``"all"`` (GMC) or
@@ -73,7 +76,7 @@ class GMCConfig:
     separate_joint: bool = False
     epochs: int = 100
     patience: int | None = 10
-    batch_size: int = 64
+    batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.0
     device: str = "cpu"
