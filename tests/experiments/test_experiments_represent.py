@@ -167,3 +167,24 @@ def test_other_protocols_refuse_the_label_modality(tmp_path):
             + ["--out", str(tmp_path / command)],
         )
         assert result.exit_code == 2 and "holds the labels themselves" in result.output, command
+
+
+def test_label_modality_trains_gmc_but_is_never_tested(tmp_path):
+    from modalign.experiments.represent import run_represent
+
+    ds = _planted(150)
+    np.savez(
+        tmp_path / "planted.npz",
+        signal=ds.views[0].numpy(),
+        noise=ds.views[1].numpy(),
+        label=ds.views[2].numpy(),
+        y=ds.labels.numpy(),
+    )
+    records = run_represent(
+        str(tmp_path / "planted.npz"), methods=["gmc"], seeds=[0], config={"epochs": 2}
+    )
+    assert {tuple(r["subset"]) for r in records} == {(0, 1), (0,), (1,)}
+    # Complete = signal + noise, not the joint path: the re-normalised mean is a variant.
+    assert _by(records, method="gmc-renorm", probe="mlp", metric="accuracy")
+    assert not _by(records, method="gmc-renorm", metric="recall@1")
+    assert len(_by(records, method="gmc", metric="recall@1")) == 2

@@ -81,6 +81,8 @@ REFERENCES = ("majority", "raw", "supervised")
 METHODS = (*LEARNED, "raw")
 #: avdigits datasets with fixed splits (test split paired per MNIST image).
 FIXED_SPLITS = ("avdigits", "avdigits-label")
+#: Rows of the tables: learned methods, then the references.
+TABLE_ORDER = ("gmc", "gmc-renorm", "otm", "raw", "supervised", "majority")
 GEOMETRY_METRICS = ("recall@1", "recall@10", "median_rank", "alignment", "uniformity")
 
 
@@ -467,7 +469,8 @@ def run_represent(
                 for label, flag in variants:
                     rep = Representation(method, model, views, renormalise=flag)
                     new += probe_records(name, label, seed, rep, parts, chosen, probe_config)
-                    if method == "gmc":
+                    if method == "gmc" and not flag:
+                        # Re-normalising changes no cosine measure: gmc's geometry is its too.
                         new += geometry_records(name, label, seed, rep, test)
                         if plots and out is not None and seed == min(seeds) and not flag:
                             plot_modality_embeddings(
@@ -521,7 +524,7 @@ def markdown(records: Sequence[dict], names: Sequence[str] | None = None) -> str
     dataset = records[0]["dataset"]
     seeds = sorted({r["seed"] for r in records})
     methods = list(dict.fromkeys(r["method"] for r in records))
-    order = [m for m in (*METHODS, "gmc-renorm", "supervised", "majority") if m in methods]
+    order = [m for m in TABLE_ORDER if m in methods]
     order += [m for m in methods if m not in order]
     tested = list(dict.fromkeys(tuple(r["subset"]) for r in records if r["probe"] in PROBES))
     full = max(tested, key=len) if tested else ()
@@ -560,7 +563,8 @@ def markdown(records: Sequence[dict], names: Sequence[str] | None = None) -> str
             cells = [cell(m, s, p, metric) for s in tested]
             if any(cells):
                 lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    geo = [r for r in records if r["metric"] in GEOMETRY_METRICS]
+    # gmc-renorm only rescales gmc's vectors: the same cosine geometry (older folders hold it).
+    geo = [r for r in records if r["metric"] in GEOMETRY_METRICS and r["method"] != "gmc-renorm"]
     if geo:
         lines += [
             "",
