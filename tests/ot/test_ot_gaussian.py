@@ -1,5 +1,6 @@
 """Closed-form W2 between Gaussians against scipy's matrix square root and POT's Bures
-distance; gradients by finite differences (gradcheck) and by the closed-form OT map."""
+distance; gradients by finite differences (gradcheck) and by the closed-form OT map.
+Gaussian W2 barycenters against POT's fixed point and the fixed-point equation itself."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import scipy.linalg as sla
 import torch
 
-from modalign.ot import gaussian_w2
+from modalign.ot import gaussian_barycenter, gaussian_w2
 
 
 def _spd(rng: np.random.Generator, d: int) -> np.ndarray:
@@ -60,6 +61,18 @@ def test_diagonal_matches_full_with_diagonal_covariances(dtype):
     np.testing.assert_allclose(diag.double().numpy(), expected, rtol=rtol)
     # forcing the mode explicitly gives the same numbers
     np.testing.assert_allclose(gaussian_w2(*t, diagonal=True).double().numpy(), expected, rtol=rtol)
+    # and POT's Bures-Wasserstein distance (it returns W2, not W2^2) on diag(sigma^2)
+    reference = (
+        pot.gaussian.bures_wasserstein_distance(
+            mu1,
+            mu2,
+            np.stack([np.diag(v**2) for v in sd1]),
+            np.stack([np.diag(v**2) for v in sd2]),
+            paired=True,
+        )
+        ** 2
+    )
+    np.testing.assert_allclose(diag.double().numpy(), reference, rtol=max(rtol, 1e-10))
 
 
 def test_batched_shapes_and_broadcasting():
@@ -211,3 +224,137 @@ def test_gradient_at_the_identity_is_finite_on_any_device(device, dtype):
     np.testing.assert_allclose(
         cov1.grad.cpu().double().numpy(), (1 - np.sqrt(2)) * np.eye(4), atol=tol
     )
+
+
+# ------------------------------------------------------------------------------ barycenters
+def _pot_barycenter(means: np.ndarray, covs: np.ndarray, weights: np.ndarray):
+    """POT's fixed-point Bures-Wasserstein barycenter, run to a tight absolute tolerance."""
+    return pot.gaussian.bures_wasserstein_barycenter(
+        means, covs, weights, method="fixed_point", num_iter=5000, eps=1e-13
+    )
+
+
+def _fixed_point_residual(s: np.ndarray, covs: np.ndarray, weights: np.ndarray) -> float:
+    """``|S - sum_k w_k (S^1/2 S_k S^1/2)^1/2|_max`` with scipy's sqrtm."""
+    r = sla.sqrtm(s).real
+    image = sum(w * sla.sqrtm(r @ c @ r).real for w, c in zip(weights, covs))
+    return float(np.abs(s - image).max())
+
+
+def test_diagonal_barycenter_closed_form_and_pot(dtype):
+    rng = np.random.default_rng(20)
+    k, d = 3, 4
+    means, stds = rng.normal(size=(k, d)), rng.uniform(0.2, 2.0, size=(k, d))
+    weights = np.array([0.2, 0.5, 0.3])
+    mean, std = gaussian_barycenter(*(torch.tensor(v, dtype=dtype) for v in (means, stds, weights)))
+    assert mean.shape == std.shape == (d,) and mean.dtype == std.dtype == dtype
+    rtol = 1e-6 if dtype == torch.float32 else 1e-12
+    np.testing.assert_allclose(mean.double().numpy(), weights @ means, rtol=rtol)
+    np.testing.assert_allclose(std.double().numpy(), weights @ stds, rtol=rtol)
+    pot_mean, pot_cov = _pot_barycenter(means, np.stack([np.diag(v**2) for v in stds]), weights)
+    np.testing.assert_allclose(mean.double().numpy(), pot_mean, rtol=max(rtol, 1e-10))
+    np.testing.assert_allclose(
+        np.diag(std.double().numpy() ** 2), pot_cov, rtol=max(rtol, 1e-9), atol=1e-12
+    )
+    # default weights are uniform
+    _, uniform = gaussian_barycenter(torch.tensor(means), torch.tensor(stds))
+    np.testing.assert_allclose(uniform.numpy(), stds.mean(0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_full_barycenter_matches_pot_and_is_a_fixed_point(seed):
+    rng = np.random.default_rng(21 + seed)
+    k, d = 3, 4
+    means, covs = rng.normal(size=(k, d)), np.stack([_spd(rng, d) for _ in range(k)])
+    weights = rng.uniform(0.2, 1.0, size=k)
+    weights /= weights.sum()
+    mean, cov = gaussian_barycenter(*(torch.tensor(v) for v in (means, covs, weights)))
+    assert mean.shape == (d,) and cov.shape == (d, d) and cov.dtype == torch.float64
+    pot_mean, pot_cov = _pot_barycenter(means, covs, weights)
+    np.testing.assert_allclose(mean.numpy(), pot_mean, rtol=1e-12)
+    np.testing.assert_allclose(cov.numpy(), pot_cov, rtol=1e-8, atol=1e-9)
+    assert _fixed_point_residual(cov.numpy(), covs, weights) < 1e-9
+    np.testing.assert_allclose(cov.numpy(), cov.numpy().T, atol=1e-12)
+    assert np.linalg.eigvalsh(cov.numpy()).min() > 0
+
+
+def test_full_barycenter_batched_and_float32():
+    rng = np.random.default_rng(23)
+    b, k, d = 3, 2, 3
+    means = rng.normal(size=(b, k, d))
+    covs = np.stack([np.stack([_spd(rng, d) for _ in range(k)]) for _ in range(b)])
+    mean, cov = gaussian_barycenter(torch.tensor(means), torch.tensor(covs))
+    assert mean.shape == (b, d) and cov.shape == (b, d, d)
+    mean32, cov32 = gaussian_barycenter(torch.tensor(means).float(), torch.tensor(covs).float())
+    assert cov32.dtype == torch.float32
+    for i in range(b):
+        pot_mean, pot_cov = _pot_barycenter(means[i], covs[i], np.full(k, 1 / k))
+        np.testing.assert_allclose(mean[i].numpy(), pot_mean, rtol=1e-12)
+        np.testing.assert_allclose(cov[i].numpy(), pot_cov, rtol=1e-8, atol=1e-9)
+        np.testing.assert_allclose(cov32[i].double().numpy(), pot_cov, rtol=1e-4, atol=1e-4)
+
+
+def test_barycenter_of_identical_gaussians_is_that_gaussian():
+    rng = np.random.default_rng(24)
+    mean, cov, std = rng.normal(size=3), _spd(rng, 3), rng.uniform(0.1, 1.0, size=3)
+    weights = torch.tensor([0.1, 0.6, 0.3], dtype=torch.float64)
+    got_mean, got_cov = gaussian_barycenter(
+        torch.tensor(mean).expand(3, 3), torch.tensor(cov).expand(3, 3, 3), weights
+    )
+    np.testing.assert_allclose(got_mean.numpy(), mean, rtol=1e-12)
+    np.testing.assert_allclose(got_cov.numpy(), cov, rtol=1e-10, atol=1e-12)
+    _, got_std = gaussian_barycenter(
+        torch.tensor(mean).expand(3, 3), torch.tensor(std).expand(3, 3), weights
+    )
+    np.testing.assert_allclose(got_std.numpy(), std, rtol=1e-12)
+
+
+def test_full_barycenter_isotropic_closed_form_and_finite_gradients():
+    """``S_k = c_k I`` commute: the barycenter is ``(sum_k w_k sqrt(c_k))^2 I``. Every square
+    root there has repeated eigenvalues, where differentiating ``eigh`` gives NaN; the
+    gradients through the unrolled iteration are finite and match finite differences."""
+    c = torch.tensor([0.5, 2.0, 4.0], dtype=torch.float64)
+    weights = torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)
+    covs = (c[:, None, None] * torch.eye(4, dtype=torch.float64)).requires_grad_(True)
+    means = torch.zeros(3, 4, dtype=torch.float64, requires_grad=True)
+    _, cov = gaussian_barycenter(means, covs, weights)
+    want = float((weights * c.sqrt()).sum()) ** 2
+    np.testing.assert_allclose(cov.detach().numpy(), want * np.eye(4), rtol=1e-12, atol=1e-14)
+    probe = torch.tensor(_spd(np.random.default_rng(25), 4))
+    (cov * probe).sum().backward()
+    assert bool(torch.isfinite(covs.grad).all()) and bool((covs.grad != 0).any())
+    assert torch.autograd.gradcheck(
+        lambda s: (gaussian_barycenter(means.detach(), s, weights)[1] * probe).sum(),
+        (covs.detach().clone().requires_grad_(True),),
+    )
+
+
+def test_full_barycenter_gradcheck_generic():
+    rng = np.random.default_rng(26)
+    covs = torch.tensor(np.stack([_spd(rng, 3) for _ in range(2)]), requires_grad=True)
+    means = torch.tensor(rng.normal(size=(2, 3)), requires_grad=True)
+    weights = torch.tensor([0.4, 0.6], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda m, s, w: tuple(t.sum() for t in gaussian_barycenter(m, s, w / w.sum())),
+        (means, covs, weights),
+    )
+
+
+def test_barycenter_errors():
+    means, stds = torch.zeros(3, 2), torch.ones(3, 2)
+    with pytest.raises(ValueError, match=r"means must be \(\.\.\., K, d\)"):
+        gaussian_barycenter(torch.zeros(2), torch.ones(2))
+    with pytest.raises(ValueError, match="standard deviations must be non-negative"):
+        gaussian_barycenter(means, -stds)
+    with pytest.raises(ValueError, match="covs must be standard deviations shaped like means"):
+        gaussian_barycenter(means, torch.ones(3, 3), diagonal=True)
+    with pytest.raises(ValueError, match=r"covs must be covariances of shape \(3, 2, 2\)"):
+        gaussian_barycenter(means, torch.eye(2).expand(2, 2, 2))
+    with pytest.raises(ValueError, match=r"weights must have shape \(3,\)"):
+        gaussian_barycenter(means, stds, torch.tensor([0.5, 0.5]))
+    with pytest.raises(ValueError, match="weights must sum to 1"):
+        gaussian_barycenter(means, stds, torch.tensor([0.5, 0.5, 0.5]))
+    with pytest.raises(ValueError, match="weights must be finite and non-negative"):
+        gaussian_barycenter(means, stds, torch.tensor([1.5, -0.5, 0.0]))
+    with pytest.raises(ValueError, match="max_iter must be >= 1"):
+        gaussian_barycenter(means, torch.eye(2).expand(3, 2, 2), max_iter=0)

@@ -10,6 +10,17 @@ from modalign.nn.fusion import (
     TensorFusion,
     make_fusion,
 )
+from modalign.nn.gaussian import (
+    DECODERS,
+    BernoulliDecoder,
+    CategoricalDecoder,
+    GaussianDecoder,
+    GaussianEncoder,
+    LikelihoodDecoder,
+    make_decoder,
+    product_of_experts,
+    reparameterise,
+)
 from modalign.nn.losses import imq_mmd, reconstruction_error
 from modalign.nn.mlp import Autoencoder, hidden_width, mlp
 
@@ -19,6 +30,15 @@ __all__ = [
     "MLPEncoder",
     "modality_encoder",
     "FUSIONS",
+    "DECODERS",
+    "BernoulliDecoder",
+    "CategoricalDecoder",
+    "GaussianDecoder",
+    "GaussianEncoder",
+    "LikelihoodDecoder",
+    "make_decoder",
+    "product_of_experts",
+    "reparameterise",
     "Autoencoder",
     "Fusion",
     "LateFusion",

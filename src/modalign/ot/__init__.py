@@ -11,7 +11,7 @@ from modalign.ot.barycenter import (
     wasserstein_barycenter,
 )
 from modalign.ot.entropic import round_to_marginals, sinkhorn
-from modalign.ot.gaussian import gaussian_w2
+from modalign.ot.gaussian import gaussian_barycenter, gaussian_w2, kl_normal
 from modalign.ot.gromov import (
     fgw_objective,
     fused_gromov_wasserstein,
@@ -39,11 +39,13 @@ __all__ = [
     "fgw_objective",
     "fused_gromov_wasserstein",
     "fused_gromov_wasserstein2",
+    "gaussian_barycenter",
     "gaussian_w2",
     "graph_structure",
     "gromov_wasserstein",
     "gromov_wasserstein2",
     "kernel_structure",
+    "kl_normal",
     "linearized_cost",
     "normalize_structure",
     "round_to_marginals",
