@@ -86,3 +86,36 @@ def check_views(
     # and their encoder receives exactly zero gradient from them.
     out = [torch.where(present[:, m : m + 1], t, torch.zeros_like(t)) for m, t in enumerate(out)]
     return out, present
+
+
+def dataset_inputs(
+    model_name: str,
+    views,
+    mask,
+    *,
+    device: str | torch.device,
+    dims: Sequence[int] | None,
+    kinds: Sequence[str] | None = None,
+    shapes: Sequence | None = None,
+    names: Sequence[str] | None = None,
+) -> tuple[list[Tensor], Tensor, list[str], list, list[str]]:
+    """``(views, mask, kinds, shapes, names)`` for a method that takes a
+    :class:`~modalign.data.MultiViewDataset` (which carries its mask, kinds, shapes and names)
+    or a list of aligned arrays with those given separately; checked by :func:`check_views`.
+
+    ``dims``: the feature counts the fitted model expects (None before fitting)."""
+    from modalign.data import MultiViewDataset
+
+    if isinstance(views, MultiViewDataset):
+        if not views.is_aligned:
+            raise ValueError(f"{views.source}: {model_name} needs aligned views (row i = sample i)")
+        ds = views
+        views, mask = list(ds.views), ds.mask if mask is None else mask
+        kinds, shapes, names = ds.kinds, ds.shapes, ds.names
+    names = modality_names(names, len(views) if isinstance(views, Sequence) else 0)
+    xs, present = check_views(views, mask, device=device, names=names, dims=dims)
+    kinds = list(kinds) if kinds is not None else ["features"] * len(xs)
+    shapes = list(shapes) if shapes is not None else [None] * len(xs)
+    if len(kinds) != len(xs) or len(shapes) != len(xs):
+        raise ValueError(f"kinds and shapes need one entry per modality ({len(xs)})")
+    return xs, present, kinds, shapes, names

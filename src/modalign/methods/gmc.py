@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from modalign.methods._views import check_views, modality_names
+from modalign.methods._views import dataset_inputs
 from modalign.nn.encoders import modality_encoder
 from modalign.train import train_epochs
 from modalign.utils import check_device
@@ -169,30 +169,16 @@ class GMC(nn.Module):
 
     def _inputs(self, views, mask, *, fitted: bool, kinds=None, shapes=None, names=None):
         """``(views, mask, kinds, shapes, names)`` from a dataset or a list of arrays."""
-        from modalign.data import MultiViewDataset
-
-        if isinstance(views, MultiViewDataset):
-            if not views.is_aligned:
-                raise ValueError(f"{views.source}: GMC needs aligned views (row i = sample i)")
-            ds = views
-            views, mask = list(ds.views), ds.mask if mask is None else mask
-            kinds, shapes, names = ds.kinds, ds.shapes, ds.names
-        names = modality_names(
-            names if names is not None else getattr(self, "modality_names_", None),
-            len(views) if isinstance(views, Sequence) else 0,
-        )
-        xs, present = check_views(
+        return dataset_inputs(
+            "GMC",
             views,
             mask,
             device=self.config.device,
-            names=names,
             dims=self.dims_ if fitted else None,
+            kinds=kinds,
+            shapes=shapes,
+            names=names if names is not None else getattr(self, "modality_names_", None),
         )
-        kinds = list(kinds) if kinds is not None else ["features"] * len(xs)
-        shapes = list(shapes) if shapes is not None else [None] * len(xs)
-        if len(kinds) != len(xs) or len(shapes) != len(xs):
-            raise ValueError(f"kinds and shapes need one entry per modality ({len(xs)})")
-        return xs, present, kinds, shapes, names
 
     # ------------------------------------------------------------------ embeddings
     def embed_modality(self, m: int, x: Tensor) -> Tensor:
