@@ -217,3 +217,16 @@ def test_validation_loss_keeps_the_best_epoch():
     assert kept == pytest.approx(min(losses), rel=1e-5)
     with pytest.raises(ValueError, match="patience"):
         GMCConfig(patience=0)
+
+
+def test_input_scaling_makes_training_indifferent_to_a_views_scale():
+    train, _ = _digits()
+    cfg = GMCConfig(epochs=2, common_dim=16, latent_dim=8, head_width=32)
+    shrunk = train.with_views([v * 0.01 for v in train.views])
+    a = GMC(cfg, random_state=0).fit(train)
+    b = GMC(cfg, random_state=0).fit(shrunk)
+    assert torch.allclose(b.input_scale, a.input_scale * 0.01, rtol=1e-5)
+    assert [h["loss"] for h in a.history] == pytest.approx([h["loss"] for h in b.history], rel=1e-4)
+    unscaled = GMC(GMCConfig(**{**cfg.__dict__, "scale_inputs": False}), 0).fit(shrunk)
+    assert torch.equal(unscaled.input_scale, torch.ones(2))
+    assert unscaled.history[-1]["loss"] > a.history[-1]["loss"]

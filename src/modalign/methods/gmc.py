@@ -74,6 +74,7 @@ class GMCConfig:
     head_width: int = 512
     hidden: int | None = None
     separate_joint: bool = False
+    scale_inputs: bool = True
     epochs: int = 100
     patience: int | None = 10
     batch_size: int = 128
@@ -158,6 +159,8 @@ class GMC(nn.Module):
         self.encoders = encoders()
         self.joint_encoders = encoders() if cfg.separate_joint else None
         self.joint_fusion = nn.Linear(len(dims) * cfg.common_dim, cfg.common_dim)
+        # One divisor per view, set from the training data by fit (1 = unscaled).
+        self.register_buffer("input_scale", torch.ones(len(dims)))
         self.head = nn.Sequential(
             nn.Linear(cfg.common_dim, cfg.head_width),
             nn.GELU(),
@@ -181,18 +184,22 @@ class GMC(nn.Module):
         )
 
     # ------------------------------------------------------------------ embeddings
+    def _features(self, xs: Sequence[Tensor]) -> list[Tensor]:
+        """``f_m(x_m / scale_m)`` of every modality (see ``scale_inputs``)."""
+        return [enc(x / s) for enc, x, s in zip(self.encoders, xs, self.input_scale)]
+
     def embed_modality(self, m: int, x: Tensor) -> Tensor:
         """``z_m``: modality ``m``'s rows ``(B, D_m)`` through ``f_m`` and the shared head,
         L2-normalised, ``(B, latent_dim)``."""
-        return F.normalize(self.head(self.encoders[m](x)), dim=1)
+        return F.normalize(self.head(self.encoders[m](x / self.input_scale[m])), dim=1)
 
     def embed_joint(self, xs: Sequence[Tensor], features: Sequence[Tensor] | None = None) -> Tensor:
         """``z_joint`` of complete rows (every modality present), ``(B, latent_dim)``;
         ``features``: the rows' ``f_m(x_m)`` when already computed (shared feature networks)."""
         if self.joint_encoders is not None:
-            features = [enc(x) for enc, x in zip(self.joint_encoders, xs)]
+            features = [enc(x / s) for enc, x, s in zip(self.joint_encoders, xs, self.input_scale)]
         elif features is None:
-            features = [enc(x) for enc, x in zip(self.encoders, xs)]
+            features = self._features(xs)
         return F.normalize(self.head(self.joint_fusion(torch.cat(list(features), dim=1))), dim=1)
 
     def loss(self, xs: Sequence[Tensor], present: Tensor) -> Tensor:
@@ -202,7 +209,7 @@ class GMC(nn.Module):
         if int(complete.sum()) < 2:
             return xs[0].new_zeros(())
         rows = [x[complete] for x in xs]
-        features = [enc(x) for enc, x in zip(self.encoders, rows)]
+        features = self._features(rows)
         singles = [F.normalize(self.head(h), dim=1) for h in features]
         joint = self.embed_joint(rows, features)
         cfg = self.config
@@ -243,6 +250,9 @@ class GMC(nn.Module):
                 f"need at least 2 rows with every modality present, got {int(present.all(1).sum())}"
             )
         self._build([x.shape[1] for x in xs], kinds, shapes)
+        if cfg.scale_inputs:
+            rms = torch.stack([x[present[:, m]].pow(2).mean().sqrt() for m, x in enumerate(xs)])
+            self.input_scale.copy_(torch.where(rms > 0, rms, torch.ones_like(rms)))
         validate = None
         if validation is not None:
             vx, vp, *_ = self._inputs(validation, None, fitted=True)
@@ -333,7 +343,7 @@ class GMC(nn.Module):
             batch = [x[start : start + batch_size] for x in xs]
             have = present[start : start + batch_size]
             weight = have.to(batch[0].dtype)
-            features = [enc(x) for enc, x in zip(self.encoders, batch)]
+            features = self._features(batch)
             singles = torch.stack([F.normalize(self.head(h), dim=1) for h in features], 1)
             mean = (singles * weight[..., None]).sum(1) / weight.sum(1, keepdim=True)
             if renormalise:
