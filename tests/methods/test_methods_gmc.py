@@ -230,3 +230,9 @@ def test_input_scaling_makes_training_indifferent_to_a_views_scale():
     unscaled = GMC(GMCConfig(**{**cfg.__dict__, "scale_inputs": False}), 0).fit(shrunk)
     assert torch.equal(unscaled.input_scale, torch.ones(2))
     assert unscaled.history[-1]["loss"] > a.history[-1]["loss"]
+    # Conv encoders (28 x 28 images) keep their input range.
+    images = torch.rand(40, 784) * 0.1
+    conv = GMC(cfg, 0).fit(
+        [images, images[:, :10]], kinds=["image", "features"], shapes=[(28, 28), None]
+    )
+    assert conv.input_scale[0] == 1.0 and conv.input_scale[1] != 1.0

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from modalign.methods._views import dataset_inputs
-from modalign.nn.encoders import modality_encoder
+from modalign.nn.encoders import MLPEncoder, modality_encoder
 from modalign.train import train_epochs
 from modalign.utils import check_device
 
@@ -64,7 +64,22 @@ class GMCConfig:
     of the representation. ``tau``: the temperature. ``negatives``: ``"all"`` (GMC) or
     ``"joint"`` (the joints-as-negatives ablation). ``head_width``: hidden width of the shared
     projection head. ``hidden``: hidden width of MLP encoders (default
-    :func:`~modalign.nn.hidden_width` of the input).
+    :func:`~modalign.nn.hidden_width` of the input). ``separate_joint``: give the joint path its
+    own feature networks, as the official code does (twice the encoder cost; a lower validation
+    retrieval on avdigits, 0.51 / 0.58 against 0.56 / 0.56 image / audio at batch 64).
+    ``patience``: with a validation split given to :meth:`GMC.fit`, stop after that many
+    epochs without a lower validation loss (the training objective on held-out rows:
+    label-free) and keep the best epoch's weights; None trains every epoch (the best epoch is
+    still kept).
+
+    ``scale_inputs``: divide each view that an MLP encodes by the root mean square of its
+    training entries (one number per view, stored with the model), so that the MLP starts with
+    activations of order 1 whatever the preprocessing. tf-idf + L2 rows of a few thousand terms
+    have entries near 0.017; unscaled, GMC barely left the chance-level loss in 100 epochs on
+    3-Sources (training loss 16.07 -> 11.72, best validation loss 9.36; scaled: 0.45 and 4.08;
+    seed 0, label-free). Conv encoders keep the ranges they are built for (pixels in [0, 1],
+    z-scored log-mel): scaling avdigits' images too lowered the validation retrieval recall@1
+    from 0.65 / 0.63 to 0.59 / 0.51 (image / audio, seed 0, scripts/gmc_choices.py).
     """
 
     common_dim: int = 64
@@ -251,8 +266,10 @@ class GMC(nn.Module):
             )
         self._build([x.shape[1] for x in xs], kinds, shapes)
         if cfg.scale_inputs:
-            rms = torch.stack([x[present[:, m]].pow(2).mean().sqrt() for m, x in enumerate(xs)])
-            self.input_scale.copy_(torch.where(rms > 0, rms, torch.ones_like(rms)))
+            for m, (x, enc) in enumerate(zip(xs, self.encoders)):
+                rms = x[present[:, m]].pow(2).mean().sqrt()
+                if isinstance(enc, MLPEncoder) and rms > 0:
+                    self.input_scale[m] = rms
         validate = None
         if validation is not None:
             vx, vp, *_ = self._inputs(validation, None, fitted=True)
