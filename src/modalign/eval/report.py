@@ -190,6 +190,24 @@ def read_results_file(out_dir: str | Path) -> tuple[dict[str, Any] | None, list[
     return data["header"], data["records"]
 
 
+def read_protocol_records(
+    out_dir: str | Path, keys: Sequence[str], protocol: str
+) -> list[dict[str, Any]]:
+    """The records of ``out_dir/results.json`` (``[]`` if absent) of a protocol with its own
+    record layout, each checked to have exactly ``keys``.
+
+    Raises:
+        ValueError: a file of another protocol, naming ``protocol`` and the expected keys.
+    """
+    records = read_results_file(out_dir)[1]
+    if any(not isinstance(r, dict) or set(r) != set(keys) for r in records):
+        raise ValueError(
+            f"{Path(out_dir) / 'results.json'}: not a {protocol} results file (records with "
+            f"keys {list(keys)}); use another --out folder"
+        )
+    return records
+
+
 def read_results(out_dir: str | Path) -> list[dict[str, Any]]:
     """The records of ``out_dir/results.json`` (validated), or ``[]`` when there is none yet;
     :func:`read_header` gives what produced them."""

@@ -59,7 +59,12 @@ from modalign.data import MultiViewDataset, Preprocessor, load_dataset
 from modalign.data.builtin import LABEL_VIEW
 from modalign.eval.geometry import alignment, plot_modality_embeddings, retrieval_scores, uniformity
 from modalign.eval.probe import PROBES, Probe, ProbeConfig
-from modalign.eval.report import mean_std_text, read_header, read_results_file, write_results_file
+from modalign.eval.report import (
+    mean_std_text,
+    read_header,
+    read_protocol_records,
+    write_results_file,
+)
 from modalign.eval.supervised import classification_scores
 from modalign.experiments.robustness import Splits, seed_splits
 from modalign.methods import GMC, OTM, GMCConfig, OTMConfig, SupervisedConfig, SupervisedFusion
@@ -337,13 +342,7 @@ def supervised_records(
 
 def read_represent(out: Path) -> list[dict]:
     """Records of ``out/results.json`` (``[]`` if absent), checked for the expected keys."""
-    records = read_results_file(out)[1]
-    if any(not isinstance(r, dict) or set(r) != set(RESULT_KEYS) for r in records):
-        raise ValueError(
-            f"{out / 'results.json'}: not a represent results file (records with keys "
-            f"{list(RESULT_KEYS)}); use another --out folder"
-        )
-    return records
+    return read_protocol_records(out, RESULT_KEYS, "represent")
 
 
 def run_represent(

@@ -32,7 +32,12 @@ import numpy as np
 
 from modalign.data import MultiViewDataset, Preprocessor, add_noise, drop_modalities, load_dataset
 from modalign.data.builtin import refuse_label_view
-from modalign.eval.report import mean_std_text, read_header, read_results_file, write_results_file
+from modalign.eval.report import (
+    mean_std_text,
+    read_header,
+    read_protocol_records,
+    write_results_file,
+)
 from modalign.eval.robustness import (
     effective_robustness,
     plot_robustness_curves,
@@ -223,13 +228,7 @@ def model_names(models: Sequence[str], otm: str) -> list[tuple[str, str, bool]]:
 
 def read_robustness(out: Path) -> list[dict]:
     """Records of ``out/results.json`` (``[]`` if absent), checked for the expected keys."""
-    records = read_results_file(out)[1]
-    if any(not isinstance(r, dict) or set(r) != set(RESULT_KEYS) for r in records):
-        raise ValueError(
-            f"{out / 'results.json'}: not a robustness results file (records with keys "
-            f"{list(RESULT_KEYS)}); use another --out folder"
-        )
-    return records
+    return read_protocol_records(out, RESULT_KEYS, "robustness")
 
 
 def run_robustness(
