@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import typer
 
 from modalign.cli._errors import user_errors
+from modalign.cli._output import print_results
 
 
 def cluster(
@@ -92,14 +92,7 @@ def cluster(
             records = run_clustering(
                 dataset, setting=setting, rate=1.0 if rate is None else rate, **common
             )
-    if as_json:
-        typer.echo(json.dumps(records, indent=1))
-        return
-    typer.echo("")
-    typer.echo((out / "results.md").read_text(encoding="utf-8"))
-    typer.echo(
-        f"{time.perf_counter() - start:.0f} s; results in {out}/results.json, {out}/results.md"
-    )
+    print_results(records, out, as_json=as_json, started=start)
 
 
 def _shares(known_pairs: str) -> list[float]:

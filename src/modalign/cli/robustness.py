@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import typer
 
 from modalign.cli._errors import user_errors
+from modalign.cli._output import print_results
 
 
 def robustness(
@@ -50,12 +50,4 @@ def robustness(
             progress=None if as_json else typer.echo,
             progress_bars=progress_bars,
         )
-    if as_json:
-        typer.echo(json.dumps(records, indent=1))
-        return
-    typer.echo("")
-    typer.echo((out / "results.md").read_text(encoding="utf-8"))
-    typer.echo(
-        f"{time.perf_counter() - start:.0f} s; results in {out}/results.json, {out}/results.md, "
-        f"{out}/robustness.png"
-    )
+    print_results(records, out, as_json=as_json, started=start, extra=("robustness.png",))
