@@ -5,7 +5,9 @@ scripts/results_tables.sh writes (each one `modalign cluster` table).
 
 Prints, in Markdown: the summary (Hungarian accuracy, mean ± std over seeds, of the learned
 methods beside OTM's head alone on the raw views and the label-free classical baselines), then
-every table as its folder's results.md says it, under the command that produced it.
+every table as its folder's results.md says it, under the command that produced it, then the
+known-pairs curves (folders pairs-orl, pairs-orl4, pairs-prokaryotic) as accuracy against the
+share of known pairs.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from modalign.eval import markdown_table, read_results
 from modalign.eval.report import read_header
 from modalign.provenance import provenance_line
 
+CURVES = ("pairs-orl", "pairs-orl4", "pairs-prokaryotic")
 TABLES = [
     f"{d}-{s}"
     for d in ("orl", "orl4", "prokaryotic", "3sources", "digits")
@@ -88,6 +91,35 @@ def main(folder: Path) -> None:
     print("\n".join(summary))
     print()
     print("\n".join(sections))
+    print("\n".join(curves(folder)))
+
+
+def curves(folder: Path) -> list[str]:
+    """Per curve folder: its command, wall time and per-view accuracy against the share."""
+    out = []
+    for name in CURVES:
+        path = folder / name
+        if not (path / "results.json").exists():
+            continue
+        records, header = read_results(path), read_header(path)
+        shares = sorted({float(r["setting"].rsplit(" ", 1)[1]) for r in records})
+        methods = list(dict.fromkeys(r["method"] for r in records))
+        out += [
+            f"{records[0]['dataset']} (`{command(header)}`, {header['wall_seconds']:.0f} s, "
+            f"commit {(header.get('git_commit') or '?')[:7]}, data sha256 "
+            f"{header['data']['sha256'][:12]}):",
+            "",
+            "| method | " + " | ".join(f"{s:g}" for s in shares) + " |",
+            "| --- |" + " :---: |" * len(shares),
+        ]
+        for method in methods:
+            cells = [
+                text(mean_std([r for r in records if r["setting"] == f"known pairs {s:g}"], method))
+                for s in shares
+            ]
+            out.append(f"| {method} | " + " | ".join(cells) + " |")
+        out.append("")
+    return out
 
 
 if __name__ == "__main__":
