@@ -140,6 +140,14 @@ def test_stop_after_keeps_the_last_epoch_not_the_best():
     assert not torch.equal(run.snapshots[3]["weight"], run.snapshots[0]["weight"])
 
 
+def test_stop_after_zero_trains_nothing():
+    run = Run()
+    before = _weights(run.model)
+    assert run.train(stop_after=0) == []
+    assert run.snapshots == {}
+    _assert_same_weights(_weights(run.model), before)
+
+
 def test_resuming_a_finished_run_trains_nothing_and_restores_the_best(tmp_path):
     ckpt = tmp_path / "c.pt"
     first = Run(SCRIPT)

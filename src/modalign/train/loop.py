@@ -107,7 +107,8 @@ def train_epochs(
             per-epoch history goes beside it (:func:`history_path`), and to TensorBoard when
             it is installed.
         stop_after: end after this many epochs of this call (to test interruption); the model
-            then holds the weights of the last epoch trained, not the best one.
+            then holds the weights of the last epoch trained, not the best one. 0 trains
+            nothing: the model keeps its initial (or resumed) weights.
 
     Raises:
         ValueError: the checkpoint was written for other settings, or cannot be read.
@@ -129,6 +130,8 @@ def train_epochs(
         start, stopped = int(saved["epoch"]), bool(saved["stopped"])
         history = [dict(h) for h in saved["history"]]
         best = dict(saved["best"])
+    if stop_after is not None and stop_after < 1:
+        return history
     bar = board = None
     if progress and not stopped and start < epochs:
         from tqdm.auto import tqdm
