@@ -23,18 +23,17 @@ row whatever its values.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from modalign.methods._views import dataset_inputs, modality_names
+from modalign.methods._views import dataset_inputs, fit_epochs, modality_names
 from modalign.nn.encoders import modality_encoder
 from modalign.nn.gaussian import DECODERS, GaussianEncoder, make_decoder, reparameterise
 from modalign.nn.mlp import hidden_width, mlp
 from modalign.ot.gaussian import kl_normal
-from modalign.train import train_epochs
 from modalign.utils import check_device
 
 __all__ = ["LIKELIHOODS", "MultimodalVAE", "VAEConfig", "VAEOutput", "choose_likelihoods"]
@@ -368,30 +367,19 @@ class MultimodalVAE(nn.Module):
             vx, vp, *_ = self._inputs(validation, None, fitted=True)
             self._check_data(vx, vp, [f"validation {n}" for n in names])
             validate = lambda: self._validation_loss(vx, vp)  # noqa: E731
-        optimiser = torch.optim.Adam(self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.history = train_epochs(
+        self.history = fit_epochs(
             self,
-            optimiser,
-            lambda epoch: self._train_epoch(xs, present, optimiser, epoch),
-            epochs=cfg.epochs,
+            lambda epoch, optimiser: self._train_epoch(xs, present, optimiser, epoch),
             settings={
-                **asdict(cfg),
                 "method": type(self).__name__,
-                "seed": self.random_state,
-                "dims": str(self.dims_),
-                "kinds": str(self.kinds_),
-                "shapes": str(self.shapes_),
                 "likelihoods_chosen": str(self.likelihoods_),
             },
             validate=validate,
-            patience=cfg.patience,
             checkpoint=checkpoint,
             progress=progress,
-            desc=f"{type(self).__name__.lower()} seed {self.random_state}",
             stop_after=stop_after,
-            device=cfg.device,
+            desc=f"{type(self).__name__.lower()} seed {self.random_state}",
         )
-        self.eval()
         return self
 
     def _generators(self, seed: int) -> tuple[torch.Generator, torch.Generator]:

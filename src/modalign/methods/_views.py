@@ -1,8 +1,12 @@
-"""Input checks shared by the methods that take aligned views and a mask of present modalities."""
+"""Shared by the methods that take aligned views and a mask of present modalities: input checks
+and the fit plumbing around :func:`modalign.train.train_epochs`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -119,3 +123,52 @@ def dataset_inputs(
     if len(kinds) != len(xs) or len(shapes) != len(xs):
         raise ValueError(f"kinds and shapes need one entry per modality ({len(xs)})")
     return xs, present, kinds, shapes, names
+
+
+def fit_epochs(
+    model: torch.nn.Module,
+    run_epoch: Callable[[int, torch.optim.Optimizer], dict[str, float]],
+    *,
+    settings: Mapping[str, Any],
+    validate: Callable[[], float] | None,
+    checkpoint: str | Path | None,
+    progress: bool,
+    stop_after: int | None,
+    desc: str,
+) -> list[dict[str, float]]:
+    """Train ``model`` with Adam (``config.lr``, ``config.weight_decay``) for ``config.epochs``
+    through :func:`~modalign.train.train_epochs` (early stopping with ``config.patience`` when
+    ``validate`` is given), then put it in eval mode; return the history.
+
+    ``model`` has ``config`` (a dataclass with those fields and ``device``), ``random_state``
+    and ``dims_``, ``kinds_``, ``shapes_`` once built; the checkpoint's settings are the full
+    config, the seed, the built shapes and ``settings``. ``run_epoch(epoch, optimiser)``
+    trains one epoch.
+    """
+    from modalign.train import train_epochs
+
+    cfg = model.config
+    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    history = train_epochs(
+        model,
+        optimiser,
+        lambda epoch: run_epoch(epoch, optimiser),
+        epochs=cfg.epochs,
+        settings={
+            **asdict(cfg),
+            "seed": model.random_state,
+            "dims": str(model.dims_),
+            "kinds": str(model.kinds_),
+            "shapes": str(model.shapes_),
+            **settings,
+        },
+        validate=validate,
+        patience=cfg.patience,
+        checkpoint=checkpoint,
+        progress=progress,
+        desc=desc,
+        stop_after=stop_after,
+        device=cfg.device,
+    )
+    model.eval()
+    return history

@@ -34,16 +34,15 @@ re-normalised; ``renormalise=True`` projects it back onto the sphere).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from modalign.methods._views import dataset_inputs
+from modalign.methods._views import dataset_inputs, fit_epochs
 from modalign.nn.encoders import MLPEncoder, modality_encoder
-from modalign.train import train_epochs
 from modalign.utils import check_device
 
 __all__ = ["NEGATIVES", "GMC", "GMCConfig", "gmc_loss"]
@@ -281,28 +280,16 @@ class GMC(nn.Module):
             if int(vp.all(1).sum()) < 2:
                 raise ValueError("validation: need at least 2 rows with every modality present")
             validate = lambda: self._validation_loss(vx, vp)  # noqa: E731
-        optimiser = torch.optim.Adam(self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.history = train_epochs(
+        self.history = fit_epochs(
             self,
-            optimiser,
-            lambda epoch: self._train_epoch(xs, present, optimiser, epoch),
-            epochs=cfg.epochs,
-            settings={
-                **asdict(cfg),
-                "seed": self.random_state,
-                "dims": str(self.dims_),
-                "kinds": str(self.kinds_),
-                "shapes": str(self.shapes_),
-            },
+            lambda epoch, optimiser: self._train_epoch(xs, present, optimiser, epoch),
+            settings={},
             validate=validate,
-            patience=cfg.patience,
             checkpoint=checkpoint,
             progress=progress,
-            desc=f"gmc seed {self.random_state}",
             stop_after=stop_after,
-            device=cfg.device,
+            desc=f"gmc seed {self.random_state}",
         )
-        self.eval()
         return self
 
     def _validation_loss(self, xs, present) -> float:
