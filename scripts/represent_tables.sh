@@ -14,6 +14,12 @@ tables=(
   "prokaryotic --dataset prokaryotic --methods gmc,otm"
   "3sources --dataset 3sources --methods gmc,otm"
   "orl4 --dataset orl4 --methods gmc,otm"
+  # GMC's network at its initial weights through the same probes: what training adds.
+  "avdigits-untrained --dataset avdigits --methods gmc-untrained"
+  "avdigits-label-untrained --dataset avdigits-label --methods gmc-untrained"
+  "prokaryotic-untrained --dataset prokaryotic --methods gmc-untrained"
+  "3sources-untrained --dataset 3sources --methods gmc-untrained"
+  "orl4-untrained --dataset orl4 --methods gmc-untrained"
 )
 mkdir -p "$OUT"
 for spec in "${tables[@]}"; do

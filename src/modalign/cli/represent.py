@@ -19,7 +19,9 @@ def represent(
         "multi-view dataset (registry name or file; split 60/20/20 per seed).",
     ),
     methods: str = typer.Option(
-        "gmc", help="Comma-separated: gmc, otm, raw. majority, raw and supervised always run."
+        "gmc",
+        help="Comma-separated: gmc, gmc-untrained (the same network, untrained), otm. "
+        "majority, raw and supervised always run.",
     ),
     seeds: int = typer.Option(5, min=1, help="Seeds 0..N-1; tables show mean ± std."),
     out: Path = typer.Option(Path("runs/represent"), help="Folder for results and checkpoints."),

@@ -22,7 +22,9 @@ fusion head and from one modality with that modality's own head: the supervised 
 
 Methods that join: ``gmc`` (complete rows take the joint embedding, other subsets the mean of
 their modalities' embeddings; ``gmc-renorm`` re-normalises that mean and is recorded whenever
-an evaluated subset of two or more modalities is not every modality) and ``otm`` (its per-view
+an evaluated subset of two or more modalities is not every modality), ``gmc-untrained`` (the
+same network at its initial weights: what the probe gets from the architecture alone) and
+``otm`` (its per-view
 autoencoder codes, concatenated; per-view codes are not comparable across views, so a missing
 view's code is zero-filled, as for ``raw``).
 
@@ -80,14 +82,17 @@ from modalign.train import keyed_checkpoint, save_checkpoint
 
 RESULT_KEYS = ("dataset", "method", "seed", "subset", "probe", "metric", "value")
 #: Methods trained without labels, judged through the probes.
-LEARNED = ("gmc", "otm")
+LEARNED = ("gmc", "gmc-untrained", "otm")
+#: GMC and its untrained reference (the same network at its initial weights): one space for
+#: every subset of modalities, so the geometric measures apply.
+GMC_METHODS = ("gmc", "gmc-untrained")
 #: Always in the table: trivial, raw-feature and supervised references.
 REFERENCES = ("majority", "raw", "supervised")
 METHODS = (*LEARNED, "raw")
 #: avdigits datasets with fixed splits (test split paired per MNIST image).
 FIXED_SPLITS = ("avdigits", "avdigits-label")
 #: Rows of the tables: learned methods, then the references.
-TABLE_ORDER = ("gmc", "gmc-renorm", "otm", "raw", "supervised", "majority")
+TABLE_ORDER = ("gmc", "gmc-renorm", "gmc-untrained", "otm", "raw", "supervised", "majority")
 GEOMETRY_METRICS = ("recall@1", "recall@10", "median_rank", "alignment", "uniformity")
 
 
@@ -198,7 +203,7 @@ def method_config(
     """The config of one method (None for those without training: majority, raw);
     ``config`` overrides fields where they apply (``epochs``, ``device``)."""
     extra = dict(config or {})
-    if method == "gmc":
+    if method in GMC_METHODS:
         return GMCConfig(**{k: v for k, v in extra.items() if k in GMCConfig.__dataclass_fields__})
     if method == "otm":
         return OTMConfig(
@@ -220,7 +225,7 @@ class Representation:
         self.method, self.model, self.views, self.renormalise = method, model, views, renormalise
 
     def __call__(self, ds: MultiViewDataset, subset: Sequence[int]) -> torch.Tensor:
-        if self.method == "gmc":
+        if self.method in GMC_METHODS:
             return self.model.transform(ds, _mask(ds, subset), renormalise=self.renormalise).cpu()
         # otm: its per-view codes; raw: the preprocessed features.
         parts = self.model.transform(list(ds.views)) if self.method == "otm" else list(ds.views)
@@ -243,7 +248,11 @@ def _train(
     progress: bool,
 ) -> Any:
     """Train ``method`` on the training split, without labels (GMC keeps the epoch of lowest
-    contrastive loss on the validation split, also label-free)."""
+    contrastive loss on the validation split, also label-free). ``gmc-untrained`` is built and
+    its input scales set, with no epoch trained: what the probe gets from GMC's architecture
+    alone."""
+    if method == "gmc-untrained":
+        return GMC(cfg, random_state=seed).fit(train, stop_after=0)
     if method == "gmc":
         return GMC(cfg, random_state=seed).fit(
             train, validation=val, checkpoint=checkpoint, progress=progress
@@ -468,7 +477,7 @@ def run_represent(
                 for label, flag in variants:
                     rep = Representation(method, model, views, renormalise=flag)
                     new += probe_records(name, label, seed, rep, parts, chosen, probe_config)
-                    if method == "gmc" and not flag:
+                    if method in GMC_METHODS and not flag:
                         # Re-normalising changes no cosine measure: gmc's geometry is its too.
                         new += geometry_records(name, label, seed, rep, test)
                         if plots and out is not None and seed == min(seeds) and not flag:
