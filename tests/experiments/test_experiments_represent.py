@@ -188,3 +188,15 @@ def test_label_modality_trains_gmc_but_is_never_tested(tmp_path):
     assert _by(records, method="gmc-renorm", probe="mlp", metric="accuracy")
     assert not _by(records, method="gmc-renorm", metric="recall@1")
     assert len(_by(records, method="gmc", metric="recall@1")) == 2
+
+
+def test_training_is_what_aligns_gmc_beside_its_untrained_network():
+    from modalign.experiments.represent import run_represent
+
+    records = run_represent(
+        "digits", methods=["gmc", "gmc-untrained"], seeds=[0], config={"epochs": 20}
+    )
+    for view in (0, 1):
+        trained = _by(records, method="gmc", metric="recall@1", subset=[view])[0]["value"]
+        untrained = _by(records, method="gmc-untrained", metric="recall@1", subset=[view])
+        assert trained > 0.2 > 0.1 > untrained[0]["value"]
