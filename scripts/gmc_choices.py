@@ -7,10 +7,17 @@ settings on any dataset (losses compare only at equal tau). Measured on avdigits
 z-scored pixels 2.901 / recall@1 image 0.497 audio 0.460; min-max pixels 2.298 / 0.563, 0.560;
 min-max with tau 0.3: recall@1 0.393, 0.303; min-max with batch 128: 0.653, 0.630; batch 256:
 0.723, 0.583 (still improving at 100 epochs); weight decay 1e-4: 0.617, 0.553; the joint path
-with its own feature networks: 0.510, 0.583. Hence min-max images, tau 0.1, batch 128 and
-shared feature networks by default. With every view scaled to unit RMS entries (an earlier
-form of `scale_inputs`): z-scored 0.507, 0.463; min-max 0.530, 0.557; batch 128 0.590, 0.513,
-below the unscaled 0.653, 0.630: conv-encoded views are not scaled.
+with its own feature networks: 0.510, 0.583 (the current code reproduces them: its one later
+change, `scale_inputs`, leaves conv-encoded views alone). Hence min-max images, tau 0.1,
+batch 128 and shared feature networks by default. At commit c789f64, where `scale_inputs`
+scaled every view to unit RMS entries (`git checkout c789f64`, then the same command):
+z-scored 0.507, 0.463; min-max 0.530, 0.557; batch 128 0.590, 0.513, below the unscaled
+0.653, 0.630: since f077655 conv-encoded views are not scaled.
+
+    MODALIGN_DATA=../shared/data python scripts/gmc_choices.py 3sources \
+        defaults "unscaled MLP inputs"
+
+gives the training and validation losses quoted in GMCConfig's ``scale_inputs``.
 
     MODALIGN_DATA=../shared/data python scripts/gmc_choices.py avdigits
 """
@@ -35,6 +42,10 @@ VARIANTS = {
     "minmax, batch 128": ({"image": "minmax"}, {"batch_size": 128}),
     "minmax, separate joint": ({"image": "minmax"}, {"separate_joint": True, "batch_size": 64}),
     "minmax, batch 256": ({"image": "minmax"}, {"batch_size": 256}),
+    # Datasets without image views (3-Sources: tf-idf + L2 rows), GMC's defaults with and
+    # without scaling the MLP-encoded views' inputs.
+    "defaults": ("auto", {}),
+    "unscaled MLP inputs": ("auto", {"scale_inputs": False}),
 }
 
 
@@ -58,7 +69,9 @@ def main(dataset: str, only: list[str], seed: int = 0) -> None:
             mask[:, v] = True
             recalls.append(retrieval_scores(model.transform(val, mask), complete)["recall@1"])
         print(
-            f"{name:>24}: val loss {best:.3f} after {len(model.history)} epochs, val recall@1 "
+            f"{name:>24}: training loss {model.history[0]['loss']:.2f} -> "
+            f"{model.history[-1]['loss']:.2f}, best val loss {best:.3f} after "
+            f"{len(model.history)} epochs, val recall@1 "
             + " ".join(f"{n} {r:.3f}" for n, r in zip(val.names, recalls))
             + f" ({time.perf_counter() - start:.0f} s)",
             flush=True,

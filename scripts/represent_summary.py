@@ -17,7 +17,9 @@ from modalign.eval.report import mean_std_text, read_header, read_results_file
 from modalign.provenance import provenance_line
 
 DATASETS = ("avdigits", "avdigits-label", "prokaryotic", "3sources", "orl4")
-ORDER = ("gmc", "gmc-renorm", "otm", "raw", "supervised", "majority")
+ORDER = ("gmc", "gmc-renorm", "gmc-untrained", "otm", "raw", "supervised", "majority")
+#: GMC's untrained network runs in a folder of its own, ``{dataset}-untrained``.
+UNTRAINED = "-untrained"
 
 
 def summary(root: Path) -> list[str]:
@@ -30,6 +32,9 @@ def summary(root: Path) -> list[str]:
         if not (folder / "results.json").exists():
             continue
         header, records = read_results_file(folder)
+        if (root / (name + UNTRAINED) / "results.json").exists():
+            extra = read_results_file(root / (name + UNTRAINED))[1]
+            records = records + [r for r in extra if r["method"] == "gmc-untrained"]
         names = (header.get("data") or {}).get("view_names") or []
         tested = [tuple(r["subset"]) for r in records if r["probe"] == "mlp"]
         full = max(tested, key=len)
@@ -58,7 +63,7 @@ def summary(root: Path) -> list[str]:
 
 def sections(root: Path) -> list[str]:
     out = []
-    for name in DATASETS:
+    for name in [d + suffix for d in DATASETS for suffix in ("", UNTRAINED)]:
         folder = root / name
         if not (folder / "results.md").exists():
             continue

@@ -75,10 +75,12 @@ class GMCConfig:
     training entries (one number per view, stored with the model), so that the MLP starts with
     activations of order 1 whatever the preprocessing. tf-idf + L2 rows of a few thousand terms
     have entries near 0.017; unscaled, GMC barely left the chance-level loss in 100 epochs on
-    3-Sources (training loss 16.07 -> 11.72, best validation loss 9.36; scaled: 0.45 and 4.08;
-    seed 0, label-free). Conv encoders keep the ranges they are built for (pixels in [0, 1],
-    z-scored log-mel): scaling avdigits' images too lowered the validation retrieval recall@1
-    from 0.65 / 0.63 to 0.59 / 0.51 (image / audio, seed 0, scripts/gmc_choices.py).
+    3-Sources (training loss 16.07 -> 11.72, best validation loss 9.36, validation recall@1
+    0.06-0.18; scaled: 0.45, 4.08 and 0.76-0.85; seed 0, label-free; `scripts/gmc_choices.py
+    3sources defaults "unscaled MLP inputs"`). Conv encoders keep the ranges they are built for
+    (pixels in [0, 1], z-scored log-mel): scaling avdigits' images too (commit c789f64)
+    lowered the validation retrieval recall@1 from 0.65 / 0.63 to 0.59 / 0.51 (image / audio,
+    seed 0, scripts/gmc_choices.py).
     """
 
     common_dim: int = 64
