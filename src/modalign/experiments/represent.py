@@ -219,22 +219,33 @@ def method_config(
 
 
 class Representation:
-    """A frozen representation ``(N, d)`` of a split from any subset of its input views."""
+    """A frozen representation ``(N, d)`` of a split from any subset of its input views.
+
+    Each (split, subset) is computed once: the probes and the geometric measures ask for the
+    same ones, and OTM's per-view codes of a split serve every subset."""
 
     def __init__(self, method: str, model: Any, views: Sequence[int], renormalise: bool = False):
         self.method, self.model, self.views, self.renormalise = method, model, views, renormalise
+        self._cache: dict[tuple[int, tuple[int, ...]], torch.Tensor] = {}
+        self._parts: dict[int, list[torch.Tensor]] = {}
 
     def __call__(self, ds: MultiViewDataset, subset: Sequence[int]) -> torch.Tensor:
+        key = (id(ds), tuple(subset))
+        if key not in self._cache:
+            self._cache[key] = self._compute(ds, tuple(subset))
+        return self._cache[key]
+
+    def _compute(self, ds: MultiViewDataset, subset: tuple[int, ...]) -> torch.Tensor:
         if self.method in GMC_METHODS:
             return self.model.transform(ds, _mask(ds, subset), renormalise=self.renormalise).cpu()
-        # otm: its per-view codes; raw: the preprocessed features.
-        parts = self.model.transform(list(ds.views)) if self.method == "otm" else list(ds.views)
+        # otm: its per-view codes (of every view, computed once per split); raw: the features.
+        if id(ds) not in self._parts:
+            views = list(ds.views)
+            parts = self.model.transform(views) if self.method == "otm" else views
+            self._parts[id(ds)] = [p.cpu() for p in parts]
+        parts = self._parts[id(ds)]
         return torch.cat(
-            [
-                parts[v].cpu() if v in subset else torch.zeros_like(parts[v].cpu())
-                for v in self.views
-            ],
-            dim=1,
+            [parts[v] if v in subset else torch.zeros_like(parts[v]) for v in self.views], dim=1
         )
 
 
