@@ -60,8 +60,10 @@ def list_datasets(
         size = f"{info.n_views} x {info.n_samples}, {info.n_classes} classes"
         rows.append((name, size, presence, note, info.description))
     needs = []
+    mnist = "present (mnist)"
     if not _file_status("mnist", root)[0].startswith("present"):
         needs.append("mnist (`modalign data fetch mnist`)")
+        mnist = "missing: needs mnist (`modalign data fetch mnist`)"
     try:
         find_fsdd(root)
     except MissingDataError:
@@ -71,6 +73,10 @@ def list_datasets(
     rows.append(("avdigits", "2 x 2400/300/300, 10 classes", av, "", BUILTIN["avdigits"]))
     rows.append(
         ("avdigits-label", "3 x 2400/300/300, 10 classes", av, "", BUILTIN["avdigits-label"])
+    )
+    rows.append(("mnist-label", "2 x 8000/1001/999, 10 classes", mnist, "", BUILTIN["mnist-label"]))
+    rows.append(
+        ("digits-label", "2 x 1438/180/179, 10 classes", "built in", "", BUILTIN["digits-label"])
     )
     width = max(len(r[0]) for r in rows)
     size_width = max(len(r[1]) for r in rows)
@@ -109,6 +115,8 @@ def fetch_datasets(
                 + (
                     " (fetch mnist and copy FSDD recordings for it)"
                     if name.lower().startswith("avdigits")
+                    else " (fetch mnist for it)"
+                    if name.lower() == "mnist-label"
                     else ""
                 ),
                 err=True,

@@ -5,6 +5,7 @@ Typical use::
     from modalign.data import load_dataset, Preprocessor, unalign, drop_modalities
 
     ds = load_dataset("prokaryotic")              # or "digits", "avdigits", a .mat/.npz path
+    ds = load_dataset("mnist-label", split="test")  # or "digits-label": image + one-hot label
     train, test = ds.split([0.8, 0.2], seed=0)
     prep = Preprocessor("auto").fit(train)        # statistics from training data only
     test = drop_modalities(unalign(prep.transform(test), rate=0.5, seed=0), rate=0.25, seed=0)
@@ -14,9 +15,12 @@ from modalign.data.audio import AudioFeatures, log_mel_spectrogram, mel_filterba
 from modalign.data.builtin import (
     AVDIGITS_FSDD_INDICES,
     avdigits_pairs,
+    digit_split_indices,
     load_avdigits,
+    load_digits_label,
     load_digits_views,
     load_mnist,
+    load_mnist_label,
 )
 from modalign.data.corruptions import add_noise, drop_modalities, unalign
 from modalign.data.dataset import MultiViewBatch, MultiViewDataset
@@ -63,6 +67,7 @@ __all__ = [
     "avdigits_pairs",
     "data_home",
     "detect_kind",
+    "digit_split_indices",
     "download",
     "drop_modalities",
     "encode_labels",
@@ -70,11 +75,13 @@ __all__ = [
     "get_info",
     "load_avdigits",
     "load_dataset",
+    "load_digits_label",
     "load_digits_views",
     "load_file",
     "load_idx",
     "load_mat",
     "load_mnist",
+    "load_mnist_label",
     "load_npz",
     "load_registered",
     "load_wav",

@@ -1,4 +1,5 @@
-"""Built-in datasets: ``digits`` (no file needed) and ``avdigits`` (MNIST images + FSDD speech).
+"""Built-in datasets: ``digits`` and ``digits-label`` (no file needed), ``avdigits`` (MNIST images +
+FSDD speech) and ``mnist-label`` (MNIST images + labels).
 
 ``digits``
     scikit-learn's 1,797 handwritten digits (8x8 images, values 0..16 scaled to [0, 1]) split into
@@ -34,6 +35,32 @@
 ``avdigits-label``
     ``avdigits`` with the label as a third view, :data:`LABEL_VIEW` (``"label"``): the one-hot
     digit, ``(N, 10)``, kind ``features`` (``load_avdigits(..., label_view=True)``).
+
+``mnist-label``
+    The MNIST test images (10,000) as two views: ``image``, ``(N, 784)`` pixels scaled to [0, 1]
+    (kind ``image``, row shape ``(28, 28)``), and :data:`LABEL_VIEW`, the one-hot digit ``(N, 10)``
+    of kind ``features`` (:func:`load_mnist_label`).
+
+    *Splits.* Exactly the MNIST image split of ``avdigits`` (:func:`digit_split_indices`): per
+    digit, in the hashed order of the image indices and ``seed``, 80 % train, 10 % val and 10 %
+    test (8,000, 1,001 and 999 images, whatever the seed); ``trainval`` is the union of train and
+    val (9,001). Every image is in exactly one of train, val and test. The rows of a split are the
+    images of the same ``avdigits`` split with ``pairing="images"``, in the same order (grouped by
+    digit, then in hashed order); the default pairing uses a subset of them.
+
+``digits-label``
+    scikit-learn's 1,797 digits as two views: ``image``, the whole 8x8 image ``(N, 64)`` with
+    values divided by 16 (kind ``image``, row shape ``(8, 8)``), and :data:`LABEL_VIEW`, the
+    one-hot digit ``(N, 10)`` of kind ``features`` (:func:`load_digits_label`). No file needed.
+
+    *Splits.* The same rule as the MNIST images (:func:`digit_split_indices` on the sample
+    indices): per digit, in hashed order, 80 % train, 10 % val and 10 % test (1,438, 180 and 179
+    samples, whatever the seed), ``trainval`` = train + val (1,618). Every sample is in exactly
+    one of train, val and test; rows are grouped by digit, then in hashed order.
+
+The label view carries the answer: :func:`refuse_label_view` keeps it out of the protocols that
+would read it from their inputs (clustering, robustness, federated); only ``modalign represent``
+takes it, for unsupervised training alone.
 """
 
 from __future__ import annotations
@@ -59,11 +86,15 @@ __all__ = [
     "PAIRINGS",
     "Pairing",
     "Split",
+    "SPLITS",
     "avdigits_pairs",
+    "digit_split_indices",
     "find_fsdd",
     "load_avdigits",
+    "load_digits_label",
     "load_digits_views",
     "load_mnist",
+    "load_mnist_label",
     "stable_order",
 ]
 
@@ -82,6 +113,8 @@ AVDIGITS_FSDD_INDICES: dict[str, range] = {
     "train": range(10, 50),
     "trainval": range(5, 50),
 }
+#: Accepted values of the ``split`` argument of the built-in datasets.
+SPLITS: tuple[str, ...] = ("train", "val", "test", "trainval")
 _MNIST_FRACTIONS = {"train": (0.0, 0.8), "val": (0.8, 0.9), "test": (0.9, 1.0)}
 _WAV_NAME = re.compile(r"^(\d)_([A-Za-z0-9-]+)_(\d+)\.wav$")
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -170,11 +203,35 @@ def find_fsdd(data_dir: str | Path | None = None) -> Path:
     )
 
 
-def _check_split(split: str) -> None:
-    if split not in AVDIGITS_FSDD_INDICES:
-        raise DataError(
-            f"avdigits split must be one of {list(AVDIGITS_FSDD_INDICES)}, got {split!r}"
+def _check_split(split: str, dataset: str = "avdigits") -> None:
+    if split not in SPLITS:
+        raise DataError(f"{dataset} split must be one of {list(SPLITS)}, got {split!r}")
+
+
+def digit_split_indices(
+    labels: Sequence[int] | np.ndarray, split: Split, *, seed: int = 0
+) -> np.ndarray:
+    """The sample indices of a split, per digit: the MNIST image split of ``avdigits``.
+
+    For each digit ``d`` in ``0..9``, the indices ``i`` with ``labels[i] == d`` are put in the
+    order :func:`stable_order` gives them (with ``seed``), and the fractions 0-0.8 are ``train``,
+    0.8-0.9 ``val`` and 0.9-1 ``test`` (boundaries rounded to the nearest index); ``trainval`` is
+    train then val. Returns the indices ``(n,)`` int64, digit 0's first, each digit's in that
+    order. Used for the MNIST images of ``avdigits`` and ``mnist-label`` and for the samples of
+    ``digits-label``; every index is in exactly one of train, val and test.
+    """
+    _check_split(split, "the")
+    labels = np.asarray(labels)
+    parts = ("train", "val") if split == "trainval" else (split,)
+    chosen = []
+    for digit in range(10):
+        idx = np.flatnonzero(labels == digit)
+        order = idx[stable_order(idx, seed)]
+        chosen.extend(
+            order[int(round(lo * idx.size)) : int(round(hi * idx.size))]
+            for lo, hi in (_MNIST_FRACTIONS[p] for p in parts)
         )
+    return np.concatenate(chosen).astype(np.int64)
 
 
 def _check_pairing(pairing: str) -> None:
@@ -209,17 +266,11 @@ def avdigits_pairs(
         m = _WAV_NAME.match(path.name)
         if m and int(m.group(3)) in wanted:
             recordings[int(m.group(1))].append((m.group(2), int(m.group(3)), path))
-    parts = ("train", "val") if split == "trainval" else (split,)
+    split_images = digit_split_indices(labels, split, seed=seed)
+    split_digits = labels[split_images]
     pairs = []
     for digit in range(10):
-        idx = np.flatnonzero(labels == digit)
-        order = idx[stable_order(idx, seed)]
-        images = np.concatenate(
-            [
-                order[int(round(lo * idx.size)) : int(round(hi * idx.size))]
-                for lo, hi in (_MNIST_FRACTIONS[p] for p in parts)
-            ]
-        )
+        images = split_images[split_digits == digit]
         recs = sorted(recordings[digit])
         if pairing == "images":
             if not recs:
@@ -313,3 +364,80 @@ def load_avdigits(
         source=f"{name}[{split}{detail}]",
         dtype=dtype,
     )
+
+
+def _label_dataset(
+    image_view: np.ndarray,
+    labels: np.ndarray,
+    shape: tuple[int, int],
+    source: str,
+    dtype: torch.dtype,
+) -> MultiViewDataset:
+    """Views ``image`` and :data:`LABEL_VIEW` (one-hot, ``(N, 10)``) of the rows of a split."""
+    labels = labels.astype(np.int64)
+    return MultiViewDataset(
+        [image_view, np.eye(10, dtype=np.float64)[labels]],
+        labels,
+        names=["image", LABEL_VIEW],
+        kinds=["image", "features"],
+        shapes=[shape, None],
+        source=source,
+        dtype=dtype,
+    )
+
+
+def load_mnist_label(
+    split: Split = "train",
+    data_dir: str | Path | None = None,
+    *,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> MultiViewDataset:
+    """The MNIST test images with their one-hot digit as a second view (``mnist-label``).
+
+    Args:
+        split: ``"train"`` (8,000 images), ``"val"`` (1,001), ``"test"`` (999) or
+            ``"trainval"`` (9,001, train and val together): the MNIST image split of avdigits
+            (:func:`digit_split_indices`), so the test images are avdigits' test images.
+        data_dir: folder holding the MNIST IDX files (default: ``$MODALIGN_DATA`` or
+            ``~/.cache/modalign``).
+        seed: seed of the split; 0 is the reference (the same images as avdigits with seed 0).
+
+    Returns:
+        Views ``image`` ``(N, 784)`` in [0, 1] (kind ``image``, row shape ``(28, 28)``) and
+        ``label`` ``(N, 10)`` one-hot (kind ``features``); labels are the digits 0..9. Rows are
+        grouped by digit, in the split's hashed order (the rows of avdigits with
+        ``pairing="images"``).
+    """
+    _check_split(split, "mnist-label")
+    images, labels = load_mnist(data_dir)
+    rows = digit_split_indices(labels, split, seed=seed)
+    image_view = images[rows].reshape(rows.size, -1) / 255.0
+    return _label_dataset(image_view, labels[rows], (28, 28), f"mnist-label[{split}]", dtype)
+
+
+def load_digits_label(
+    split: Split = "train",
+    *,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> MultiViewDataset:
+    """scikit-learn's digits, the whole 8x8 image and the one-hot digit (``digits-label``).
+
+    Args:
+        split: ``"train"`` (1,438 samples), ``"val"`` (180), ``"test"`` (179) or ``"trainval"``
+            (1,618), per digit 80 / 10 / 10 % of the 1,797 samples in hashed order
+            (:func:`digit_split_indices`).
+        seed: seed of the split.
+
+    Returns:
+        Views ``image`` ``(N, 64)`` in [0, 1] (values divided by 16; kind ``image``, row shape
+        ``(8, 8)``) and ``label`` ``(N, 10)`` one-hot (kind ``features``); labels 0..9.
+    """
+    from sklearn.datasets import load_digits
+
+    _check_split(split, "digits-label")
+    bunch = load_digits()
+    rows = digit_split_indices(bunch.target, split, seed=seed)
+    image_view = bunch.images[rows].astype(np.float64).reshape(rows.size, -1) / 16.0
+    return _label_dataset(image_view, bunch.target[rows], (8, 8), f"digits-label[{split}]", dtype)

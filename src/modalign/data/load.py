@@ -8,7 +8,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from modalign.data.builtin import load_avdigits, load_digits_views, load_mnist
+from modalign.data.builtin import (
+    load_avdigits,
+    load_digits_label,
+    load_digits_views,
+    load_mnist,
+    load_mnist_label,
+)
 from modalign.data.dataset import MultiViewDataset
 from modalign.data.downloads import expected_sha256, sha256_file
 from modalign.data.errors import ChecksumError, DataError, MissingDataError
@@ -22,6 +28,8 @@ BUILTIN = {
     "digits": "scikit-learn's digits, left/right image halves (embedded, no file)",
     "avdigits": "MNIST test images paired with FSDD recordings (needs mnist/ and fsdd/ files)",
     "avdigits-label": "avdigits with the one-hot digit as a third view, 'label' (same files)",
+    "mnist-label": "MNIST test images + one-hot digit view 'label', avdigits' image split (mnist/)",
+    "digits-label": "scikit-learn's digits, whole 8x8 image + one-hot digit view 'label' (no file)",
 }
 
 
@@ -84,13 +92,17 @@ def load_dataset(
 
     Args:
         name_or_path: ``"digits"``, ``"avdigits"``, ``"avdigits-label"`` (avdigits with a
-            third, one-hot ``label`` view), a registry name (``modalign data list``) or a path
-            to a ``.mat`` / ``.npz`` file.
+            third, one-hot ``label`` view), ``"mnist-label"`` (MNIST test images and the one-hot
+            ``label`` view, split as avdigits' images: 8,000 / 1,001 / 999 train / val / test),
+            ``"digits-label"`` (scikit-learn's whole 8x8 digits and the ``label`` view, split
+            per digit 80 / 10 / 10 %: 1,438 / 180 / 179), a registry name
+            (``modalign data list``) or a path to a ``.mat`` / ``.npz`` file.
         data_dir: where registry files are looked up (default ``$MODALIGN_DATA`` or
             ``~/.cache/modalign``); files may lie in it or in a subfolder named after the dataset.
         kwargs: passed on: ``split``, ``audio``, ``seed``, ``pairing`` (``"recordings"`` or
             ``"images"``) for avdigits and avdigits-label, ``label_view`` for avdigits;
-            ``verify`` for registry datasets; ``dtype`` for all.
+            ``split`` (``"train"``, ``"val"``, ``"test"`` or ``"trainval"``) and ``seed`` for
+            mnist-label and digits-label; ``verify`` for registry datasets; ``dtype`` for all.
 
     Raises:
         MissingDataError: the dataset's file is absent; the message says where it looked and
@@ -104,6 +116,10 @@ def load_dataset(
         return load_avdigits(data_dir=data_dir, **kwargs)
     if key.lower() == "avdigits-label":
         return load_avdigits(data_dir=data_dir, label_view=True, **kwargs)
+    if key.lower() == "mnist-label":
+        return load_mnist_label(data_dir=data_dir, **kwargs)
+    if key.lower() == "digits-label":
+        return load_digits_label(**kwargs)
     if key.lower() in REGISTRY:
         return load_registered(key.lower(), data_dir, **kwargs)
     path = Path(name_or_path).expanduser()
