@@ -27,13 +27,12 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from modalign.eval.report import _as_array, _palette, _scatter, embed_2d
-from modalign.utils import atomic_write
+from modalign.eval.report import _as_array, _palette, _scatter, embed_2d, save_png
 
 __all__ = [
     "EMBEDDING_METHODS",
@@ -371,7 +370,4 @@ def plot_modality_embeddings(
         complete, singles, labels, title, method=method, seed=seed, max_points=max_points
     )
 
-    def save(f: IO[bytes]) -> None:
-        fig.savefig(f, format="png", dpi=120)
-
-    return atomic_write(path, save)
+    return save_png(fig, path)

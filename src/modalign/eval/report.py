@@ -38,6 +38,7 @@ __all__ = [
     "read_header",
     "read_results",
     "read_results_file",
+    "save_png",
     "records_from_scores",
     "summarise",
     "with_provenance",
@@ -528,6 +529,16 @@ def embedding_figure(
     return fig
 
 
+def save_png(fig: Any, path: str | Path, dpi: int = 120) -> Path:
+    """Write a matplotlib ``Figure`` to ``path`` as PNG, atomically (a run killed mid-write
+    leaves the previous picture, never a truncated one); returns ``path``."""
+
+    def save(f: IO[bytes]) -> None:
+        fig.savefig(f, format="png", dpi=dpi)
+
+    return atomic_write(path, save)
+
+
 def plot_embedding(
     codes: np.ndarray | torch.Tensor,
     clusters: Any,
@@ -557,7 +568,4 @@ def plot_embedding(
     """
     fig = embedding_figure(codes, clusters, classes, title, method=method, seed=seed)
 
-    def save(f: IO[bytes]) -> None:
-        fig.savefig(f, format="png", dpi=120)
-
-    return atomic_write(path, save)
+    return save_png(fig, path)

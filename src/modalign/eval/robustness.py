@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from modalign.eval.report import save_png
 from modalign.eval.supervised import Vector, real_vector
-from modalign.utils import atomic_write
 
 __all__ = [
     "OTM_SUFFIX",
@@ -219,7 +219,4 @@ def plot_robustness_curves(
     if title:
         fig.suptitle(title)
 
-    def save(f):
-        fig.savefig(f, format="png", dpi=120)
-
-    return atomic_write(path, save)
+    return save_png(fig, path)
