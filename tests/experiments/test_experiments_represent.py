@@ -200,3 +200,126 @@ def test_training_is_what_aligns_gmc_beside_its_untrained_network():
         trained = _by(records, method="gmc", metric="recall@1", subset=[view])[0]["value"]
         untrained = _by(records, method="gmc-untrained", metric="recall@1", subset=[view])
         assert trained > 0.2 > 0.1 > untrained[0]["value"]
+
+
+def _planted_file(tmp_path, n=150):
+    ds = _planted(n)
+    path = tmp_path / "planted.npz"
+    np.savez(
+        path,
+        signal=ds.views[0].numpy(),
+        noise=ds.views[1].numpy(),
+        label=ds.views[2].numpy(),
+        y=ds.labels.numpy(),
+    )
+    return str(path)
+
+
+def test_vaes_run_through_represent_and_never_see_the_label(tmp_path, monkeypatch):
+    from modalign.experiments.represent import VAE_METHODS, run_represent
+    from modalign.methods import MVAE, WVAE
+
+    # Every representation the protocol asks of a VAE: the masks it passes.
+    masks = []
+    for cls in (MVAE, WVAE):
+        original = cls.transform
+
+        def spy(self, views, mask=None, *, _original=original, **kw):
+            masks.append((views.names, mask.clone()))
+            return _original(self, views, mask, **kw)
+
+        monkeypatch.setattr(cls, "transform", spy)
+    records = run_represent(
+        _planted_file(tmp_path), methods=list(VAE_METHODS), seeds=[0], config={"epochs": 1}
+    )
+    assert all(set(r) == set(RESULT_KEYS) for r in records)
+    assert {r["method"] for r in records} == {*VAE_METHODS, "raw", "supervised", "majority"}
+    for method in VAE_METHODS:  # vae-untrained included
+        for probe in ("mlp", "linear"):
+            for metric in ("accuracy", "macro_f1"):
+                got = _by(records, method=method, probe=probe, metric=metric)
+                assert sorted(r["subset"] for r in got) == [[0], [0, 1], [1]]
+                assert all(0.0 <= r["value"] <= 1.0 for r in got)
+        assert len(_by(records, method=method, metric="train_seconds")) == 1
+        assert not _by(records, method=method, metric="recall@1")  # geometry: GMC only
+    # Train, val and test, each from every subset; the label view (index 2) never present.
+    assert len(masks) >= 4 * (2 + 3)
+    for names, mask in masks:
+        assert names == ["signal", "noise", "label"] and mask.shape[1] == 3
+        assert mask[:, :2].any(1).all() and not mask[:, 2].any()
+
+
+def test_vae_representation_widths(tmp_path):
+    from modalign.experiments.represent import Representation, _train, method_config
+
+    ds = _planted(90)
+    train, val, _ = ds.split([0.6, 0.2, 0.2], seed=0, stratify=True)
+    widths = {}
+    for method in ("mvae", "wvae", "wvae-factorised", "vae-untrained"):
+        cfg = method_config(method, 3, {"epochs": 1, "latent_dim": 8, "unknown_field": 1})
+        assert cfg.epochs == 1 and cfg.latent_dim == 8
+        model = _train(method, cfg, train, val, 0, None, False)
+        z = Representation(method, model, [0, 1])(val, (0,))
+        assert z.shape[0] == val.n_rows and torch.isfinite(z).all()
+        widths[method] = z.shape[1]
+    # factorised: the shared part only (latent_dim // 2 by default).
+    assert widths == {"mvae": 8, "wvae": 8, "wvae-factorised": 4, "vae-untrained": 8}
+    assert method_config("wvae-factorised", 3, None).factorised
+    assert not method_config("wvae", 3, None).factorised
+    # vae-untrained: no epoch trained.
+    assert (
+        _train(
+            "vae-untrained", method_config("vae-untrained", 3, None), train, val, 0, None, False
+        ).history
+        == []
+    )
+
+
+def test_auto_preprocessing_keeps_unit_images_and_scales_the_others():
+    from modalign.experiments.represent import preprocessor
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(2), 20)
+    unit, wide = rng.uniform(size=(40, 6)), rng.uniform(0, 16, size=(40, 6))
+    ds = MultiViewDataset(
+        [unit, wide, rng.normal(size=(40, 3))],
+        y,
+        names=["a", "b", "c"],
+        kinds=["image", "image", "features"],
+    )
+    train, test = ds.split([0.5, 0.5], seed=0)
+    prep = preprocessor("auto", train).fit(train)
+    assert prep.specs_ == ["none", "minmax", "zscore"]
+    out = prep.transform(test)
+    assert torch.equal(out.views[0], test.views[0])  # raw [0, 1] intensities, on every split
+    scaled = prep.transform(train).views[1]
+    assert float(scaled.min()) == 0.0 and float(scaled.max()) == pytest.approx(1.0)
+    assert not torch.equal(out.views[1], test.views[1])
+    assert preprocessor("zscore", train).fit(train).specs_ == ["zscore"] * 3
+
+
+def test_represent_on_digits_label_end_to_end(tmp_path):
+    from modalign.experiments.represent import SUPERVISED_SKIPPED, run_represent
+
+    out = tmp_path / "rep"
+    records = run_represent(
+        "digits-label", methods=["mvae", "wvae"], seeds=[0], config={"epochs": 1}, out=out
+    )
+    # One input view, the image: the label trains the VAEs and is never a test input.
+    assert {tuple(r["subset"]) for r in records} == {(0,)}
+    assert {r["method"] for r in records} == {"mvae", "wvae", "raw", "majority"}
+    for method in ("mvae", "wvae", "raw"):
+        acc = _by(records, method=method, probe="mlp", metric="accuracy")
+        assert len(acc) == 1 and 0.0 <= acc[0]["value"] <= 1.0
+    md = (out / "results.md").read_text()
+    assert SUPERVISED_SKIPPED in md and "| mvae |" in md and "| complete |" in md
+
+
+def test_geometry_with_a_single_input_view_is_only_uniformity():
+    from modalign.experiments.represent import geometry_records
+
+    one = _planted(30).select_views([0, 2])  # signal + label: one input view
+    records = geometry_records("planted", "raw", 0, Representation("raw", None, [0]), one)
+    assert [(r["metric"], r["subset"]) for r in records] == [("uniformity", [0])]
+    two = geometry_records("planted", "raw", 0, Representation("raw", None, [0, 1]), _planted(30))
+    assert {r["metric"] for r in two} >= {"recall@1", "alignment", "uniformity"}

@@ -9,6 +9,7 @@ from modalign.cli.cluster import cluster
 from modalign.cli.data import app as data_app
 from modalign.cli.demo import demo
 from modalign.cli.federated import app as federated_app
+from modalign.cli.generate import generate
 from modalign.cli.represent import represent
 from modalign.cli.robustness import robustness
 
@@ -24,6 +25,7 @@ app.command("demo")(demo)
 app.command("cluster")(cluster)
 app.command("robustness")(robustness)
 app.command("represent")(represent)
+app.command("generate")(generate)
 
 
 def _print_version(value: bool) -> None:

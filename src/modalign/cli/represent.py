@@ -15,12 +15,15 @@ from modalign.cli._output import print_results
 def represent(
     dataset: str = typer.Option(
         "avdigits",
-        help="avdigits, avdigits-label (the label as a training-only modality), or a labelled "
+        help="avdigits, avdigits-label (the label as a training-only modality), mnist-label, "
+        "digits-label (an image and the training-only label; fixed splits), or a labelled "
         "multi-view dataset (registry name or file; split 60/20/20 per seed).",
     ),
     methods: str = typer.Option(
         "gmc",
-        help="Comma-separated: gmc, gmc-untrained (the same network, untrained), otm. "
+        help="Comma-separated: gmc, gmc-untrained (the same network, untrained), otm, mvae "
+        "(product-of-experts posterior mean), wvae (W2 barycenter posterior mean), "
+        "wvae-factorised (its shared part), vae-untrained (an MVAE at its initial weights). "
         "majority, raw and supervised always run.",
     ),
     seeds: int = typer.Option(5, min=1, help="Seeds 0..N-1; tables show mean ± std."),

@@ -5,11 +5,17 @@ validation split's cross-entropy (never on test labels), and restored to its bes
 epoch. Two kinds:
 
 * ``"mlp"``: GMC's downstream head, ``d -> 256 -> 128 -> K`` with ReLU;
-* ``"linear"``: ``d -> K``.
+* ``"linear"``: ``d -> K``;
+* ``"encoder"``: a view's own encoder, :func:`~modalign.nn.modality_encoder` (a conv net for
+  28 x 28 images and log-mel frames, given the view's kind and row shape; an MLP otherwise),
+  then ReLU and a linear layer to ``K``: a classifier of raw modality data rather than of a
+  representation (``modalign generate`` judges generated modalities with it).
 
 Inputs are standardised with the training representations' per-feature mean and standard
 deviation (label-free, from the training split only), so one learning rate suits
 representations of any scale (unit-norm embeddings, autoencoder codes, z-scored features).
+The ``"encoder"`` kind uses one mean and one standard deviation over all features instead:
+per-pixel scaling would blow up rarely inked pixels and distort the image a conv net sees.
 """
 
 from __future__ import annotations
@@ -21,18 +27,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from modalign.nn.mlp import mlp
+from modalign.nn.encoders import modality_encoder
+from modalign.nn.mlp import hidden_width, mlp
 from modalign.train import train_epochs
 from modalign.utils import check_device
 
-__all__ = ["PROBES", "Probe", "ProbeConfig"]
+__all__ = ["KINDS", "PROBES", "Probe", "ProbeConfig"]
 
+#: The probes of representations (``modalign represent`` runs each).
 PROBES = ("mlp", "linear")
+#: Every kind a :class:`ProbeConfig` accepts: the probes and the raw-modality classifier.
+KINDS = (*PROBES, "encoder")
 
 
 @dataclass
 class ProbeConfig:
-    """Settings of :class:`Probe`: ``kind`` (``"mlp"`` or ``"linear"``), at most ``epochs``
+    """Settings of :class:`Probe`: ``kind`` (one of :data:`KINDS`), at most ``epochs``
     epochs of Adam (``lr``, ``weight_decay``) over batches of ``batch_size``, stopping after
     ``patience`` epochs without a better validation loss."""
 
@@ -46,8 +56,8 @@ class ProbeConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        if self.kind not in PROBES:
-            raise ValueError(f"probe kind must be one of {PROBES}, got {self.kind!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"probe kind must be one of {KINDS}, got {self.kind!r}")
         if self.epochs < 1 or self.batch_size < 2 or self.patience < 1:
             raise ValueError("epochs and patience must be >= 1 and batch_size >= 2")
         check_device(self.device)
@@ -72,9 +82,21 @@ class Probe(nn.Module):
         self.config = config or ProbeConfig()
         self.random_state = random_state
 
-    def fit(self, z, y, z_val, y_val, n_classes: int | None = None) -> Probe:
+    def fit(
+        self,
+        z,
+        y,
+        z_val,
+        y_val,
+        n_classes: int | None = None,
+        *,
+        view_kind: str = "features",
+        shape: tuple[int, ...] | None = None,
+    ) -> Probe:
         """Train on ``z`` (N, d) with labels ``y`` (N,) in 0..K-1; early-stop on the
-        validation pair. ``n_classes``: K (default: one more than the largest label seen)."""
+        validation pair. ``n_classes``: K (default: one more than the largest label seen).
+        ``view_kind`` / ``shape``: the view's kind and row shape, which choose the network of
+        the ``"encoder"`` kind (ignored by the others)."""
         cfg = self.config
         x, xv = _as_matrix(z, "z", cfg.device), _as_matrix(z_val, "z_val", cfg.device)
         if x.shape[0] < 2:
@@ -89,12 +111,22 @@ class Probe(nn.Module):
             )
         k = int(n_classes) if n_classes is not None else int(max(t.max(), tv.max())) + 1
         torch.manual_seed(self.random_state)
-        self.register_buffer("mean_", x.mean(0))
+        whole = cfg.kind == "encoder"
+        mean = x.mean().expand(x.shape[1]) if whole else x.mean(0)
+        std = x.std().expand(x.shape[1]) if whole else x.std(0)
+        self.register_buffer("mean_", mean.clone())
         # A constant feature keeps scale 1 rather than dividing by zero.
-        std = x.std(0)
         self.register_buffer("scale_", torch.where(std > 1e-8, std, torch.ones_like(std)))
-        sizes = [x.shape[1], *cfg.hidden, k] if cfg.kind == "mlp" else [x.shape[1], k]
-        self.net = mlp(sizes).to(cfg.device)
+        if whole:
+            width = hidden_width(x.shape[1])
+            self.net = nn.Sequential(
+                modality_encoder(x.shape[1], width, kind=view_kind, shape=shape),
+                nn.ReLU(),
+                nn.Linear(width, k),
+            ).to(cfg.device)
+        else:
+            sizes = [x.shape[1], *cfg.hidden, k] if cfg.kind == "mlp" else [x.shape[1], k]
+            self.net = mlp(sizes).to(cfg.device)
         optimiser = torch.optim.Adam(
             self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
         )

@@ -8,17 +8,19 @@ For every seed and method:
    validation split;
 3. score the probe on the test split represented from every non-empty subset of the modalities
    (accuracy and macro F1);
-4. for methods whose subsets share one space (GMC), measure without labels how a sample's
-   single-modality representation lines up with its complete one on the test split:
-   retrieval (recall@1, recall@10, median rank of the complete representation queried with
-   the single-modality one, :func:`modalign.eval.geometry.retrieval_scores`), alignment and
-   uniformity (Wang and Isola 2020), and a 2-D picture (UMAP or t-SNE) for the first seed.
+4. for GMC and its untrained network (one space for every subset), measure without labels
+   how a sample's single-modality representation lines up with its complete one on the test
+   split: retrieval (recall@1, recall@10, median rank of the complete representation queried
+   with the single-modality one, :func:`modalign.eval.geometry.retrieval_scores`), alignment
+   and uniformity (Wang and Isola 2020), and a 2-D picture (UMAP or t-SNE) for the first seed.
 
 Beside the methods, always: the majority class; ``raw``, the preprocessed features
 concatenated through the same probes (a missing modality's features are zero-filled, i.e. set
 to their training mean after z-scoring); and ``supervised``, the late-fusion model of
 ``modalign robustness`` trained with labels, predicting from the complete test rows with its
-fusion head and from one modality with that modality's own head: the supervised reference.
+fusion head and from one modality with that modality's own head: the supervised reference
+(skipped, with a note in ``results.md``, when there is a single input modality: the late-fusion
+model needs two).
 
 Methods that join: ``gmc`` (complete rows take the joint embedding, other subsets the mean of
 their modalities' embeddings; ``gmc-renorm`` re-normalises that mean and is recorded whenever
@@ -28,6 +30,17 @@ same network at its initial weights: what the probe gets from the architecture a
 autoencoder codes, concatenated; per-view codes are not comparable across views, so a missing
 view's code is zero-filled, as for ``raw``).
 
+The multimodal VAEs (:mod:`modalign.methods.mvae`, :mod:`modalign.methods.wvae`) give the
+mean of their inference posterior from the present modalities, ``model.transform(ds, mask)``:
+``mvae`` the mean of the product of the present experts and the prior expert ``N(0, I)``
+(``latent_dim`` wide); ``wvae`` the mean of the W2 barycenter of the present modalities'
+posteriors (one present modality: its own posterior mean; ``latent_dim`` wide);
+``wvae-factorised`` (``WVAEConfig(factorised=True)``) the shared part of that mean only
+(``shared_dim`` wide, by default ``latent_dim // 2``: the private coordinates of different
+modalities describe different things). The trained ones keep the epoch of lowest loss on the
+validation split (label-free). ``vae-untrained`` is an MVAE at its initial weights: what the
+probe gets from the VAE's encoders alone, the reference that tells what training adds.
+
 Label modality: a view named ``label`` (:data:`modalign.data.builtin.LABEL_VIEW`, as in
 ``avdigits-label``) is a modality for unsupervised training only. No probe and no test input
 ever contains it: "complete" means every other modality, and the subsets are drawn from those,
@@ -36,8 +49,10 @@ so the test label is never an input.
 Splits: avdigits and avdigits-label use their fixed train (2,400 pairs) and val (300) splits
 and a test split of about 1,000 pairs built per MNIST test image (each of the 300 test
 recordings paired with 3 or 4 distinct images of its digit; see
-:func:`modalign.data.avdigits_pairs`); every other labelled multi-view dataset is split 60 /
-20 / 20, stratified by class, with a different split per seed.
+:func:`modalign.data.avdigits_pairs`); mnist-label and digits-label (an ``image`` view and the
+label modality, so the image is the only test input) use their fixed train / val / test
+splits; every other labelled multi-view dataset is split 60 / 20 / 20, stratified by class,
+with a different split per seed.
 
 Records (``results.json`` and ``--json``), one per number, with exactly the keys of
 :data:`RESULT_KEYS`: ``subset`` is the sorted list of the view indices present; ``probe`` is
@@ -69,7 +84,19 @@ from modalign.eval.report import (
 )
 from modalign.eval.supervised import classification_scores
 from modalign.experiments.robustness import Splits, seed_splits
-from modalign.methods import GMC, OTM, GMCConfig, OTMConfig, SupervisedConfig, SupervisedFusion
+from modalign.methods import (
+    GMC,
+    OTM,
+    VAES,
+    GMCConfig,
+    MVAEConfig,
+    OTMConfig,
+    SupervisedConfig,
+    SupervisedFusion,
+    WVAEConfig,
+    make_vae,
+    vae_config,
+)
 from modalign.provenance import (
     check_provenance,
     data_fingerprint,
@@ -82,17 +109,39 @@ from modalign.train import keyed_checkpoint, save_checkpoint
 
 RESULT_KEYS = ("dataset", "method", "seed", "subset", "probe", "metric", "value")
 #: Methods trained without labels, judged through the probes.
-LEARNED = ("gmc", "gmc-untrained", "otm")
+LEARNED = ("gmc", "gmc-untrained", "otm", "mvae", "wvae", "wvae-factorised", "vae-untrained")
 #: GMC and its untrained reference (the same network at its initial weights): one space for
 #: every subset of modalities, so the geometric measures apply.
 GMC_METHODS = ("gmc", "gmc-untrained")
+#: The multimodal VAEs and their untrained reference (an MVAE at its initial weights): the
+#: posterior mean from the present modalities (module docstring).
+VAE_METHODS = ("mvae", "wvae", "wvae-factorised", "vae-untrained")
 #: Always in the table: trivial, raw-feature and supervised references.
 REFERENCES = ("majority", "raw", "supervised")
 METHODS = (*LEARNED, "raw")
-#: avdigits datasets with fixed splits (test split paired per MNIST image).
-FIXED_SPLITS = ("avdigits", "avdigits-label")
+#: Datasets with fixed train / val / test splits.
+FIXED_SPLITS = ("avdigits", "avdigits-label", "mnist-label", "digits-label")
+#: Those whose test split is paired per MNIST image (``pairing="images"``).
+PAIRED_PER_IMAGE = ("avdigits", "avdigits-label")
 #: Rows of the tables: learned methods, then the references.
-TABLE_ORDER = ("gmc", "gmc-renorm", "gmc-untrained", "otm", "raw", "supervised", "majority")
+TABLE_ORDER = (
+    "gmc",
+    "gmc-renorm",
+    "gmc-untrained",
+    "mvae",
+    "wvae",
+    "wvae-factorised",
+    "vae-untrained",
+    "otm",
+    "raw",
+    "supervised",
+    "majority",
+)
+#: Why ``supervised`` is absent with a single input view (e.g. digits-label: image + label).
+SUPERVISED_SKIPPED = (
+    "the late-fusion model (SupervisedFusion) needs two or more input modalities, and this "
+    "dataset has one besides the label modality"
+)
 GEOMETRY_METRICS = ("recall@1", "recall@10", "median_rank", "alignment", "uniformity")
 
 
@@ -100,15 +149,17 @@ GEOMETRY_METRICS = ("recall@1", "recall@10", "median_rank", "alignment", "unifor
 def load_represent_data(
     dataset: str, data_dir: str | Path | None = None
 ) -> Splits | MultiViewDataset:
-    """avdigits' fixed splits (the test split paired per image), or a labelled, aligned and
-    complete dataset to be split per seed by :func:`~modalign.experiments.robustness.seed_splits`.
+    """The fixed splits of :data:`FIXED_SPLITS` (avdigits' test split paired per image), or a
+    labelled, aligned and complete dataset to be split per seed by
+    :func:`~modalign.experiments.robustness.seed_splits`.
     """
     name = dataset.lower()
     if name in FIXED_SPLITS:
+        test = {"pairing": "images"} if name in PAIRED_PER_IMAGE else {}
         return Splits(
             load_dataset(name, data_dir=data_dir, split="train"),
             load_dataset(name, data_dir=data_dir, split="val"),
-            load_dataset(name, data_dir=data_dir, split="test", pairing="images"),
+            load_dataset(name, data_dir=data_dir, split="test", **test),
         )
     full = load_dataset(dataset, data_dir=data_dir)
     if full.labels is None:
@@ -133,15 +184,33 @@ def load_represent_data(
 
 
 def preprocessor(spec: str, ds: MultiViewDataset) -> Preprocessor:
-    """The protocol's preprocessing: ``"auto"`` is :class:`~modalign.data.Preprocessor`'s
-    except that image views are min-max scaled (each pixel's training range to [0, 1], close
-    to the raw intensities conv encoders expect, where z-scoring blows up rarely inked pixels;
-    z-scored pixels gave a higher validation contrastive loss and lower validation retrieval
-    on avdigits, label-free criteria: scripts/gmc_choices.py). Any other spec applies as given.
+    """The protocol's preprocessing for the training split ``ds`` (raw), unfitted.
+
+    ``"auto"`` is :class:`~modalign.data.Preprocessor`'s except for image views: one whose
+    training values already lie in [0, 1] is passed through unchanged (``"none"``): raw [0, 1]
+    intensities are what conv encoders and a Bernoulli likelihood (the multimodal VAEs') expect,
+    and they stay in [0, 1] on every split. Per-pixel min-max scaling, used before for every
+    image view, maps only the training range to [0, 1]: a pixel never inked in training but
+    inked in a test image came out far above 1 (2.67 on digits), which a Bernoulli likelihood
+    refuses. Any other image view is min-max scaled (each pixel's training range to [0, 1]).
+    Images stay off z-scoring, which blows up rarely inked pixels (z-scored pixels gave a
+    higher validation contrastive loss and lower validation retrieval for GMC on avdigits,
+    label-free criteria: scripts/gmc_choices.py). For GMC (and raw, otm) this changes the
+    inputs of a [0, 1] image view only in pixels whose training range was not exactly [0, 1]
+    (now raw intensities, before rescaled); views outside [0, 1] are unchanged. Any other spec
+    applies as given. A view named ``label`` (the one-hot label modality) is kept as it is.
     Every method and the raw baseline get the same inputs."""
     if spec != "auto":
         return Preprocessor(spec)
-    return Preprocessor({n: "minmax" for n, k in zip(ds.names, ds.kinds) if k == "image"})
+    # The one-hot label modality stays one-hot (a categorical likelihood reads it).
+    specs = {LABEL_VIEW: "none"} if LABEL_VIEW in ds.names else {}
+    for v, (name, kind) in enumerate(zip(ds.names, ds.kinds)):
+        if kind != "image":
+            continue
+        x = ds.views[v][ds.row_mask(v)]
+        unit = x.numel() > 0 and bool(((x >= 0) & (x <= 1)).all())
+        specs[name] = "none" if unit else "minmax"
+    return Preprocessor(specs)
 
 
 def input_views(names: Sequence[str]) -> list[int]:
@@ -199,12 +268,14 @@ def _labels(ds: MultiViewDataset) -> np.ndarray:
 # ------------------------------------------------------------------------------ methods
 def method_config(
     method: str, n_classes: int, config: Mapping[str, Any] | None
-) -> GMCConfig | OTMConfig | SupervisedConfig | None:
+) -> GMCConfig | OTMConfig | MVAEConfig | WVAEConfig | SupervisedConfig | None:
     """The config of one method (None for those without training: majority, raw);
     ``config`` overrides fields where they apply (``epochs``, ``device``)."""
     extra = dict(config or {})
     if method in GMC_METHODS:
         return GMCConfig(**{k: v for k, v in extra.items() if k in GMCConfig.__dataclass_fields__})
+    if method in VAE_METHODS:
+        return vae_config("mvae" if method == "vae-untrained" else method, extra)
     if method == "otm":
         return OTMConfig(
             n_clusters=n_classes,
@@ -222,7 +293,9 @@ class Representation:
     """A frozen representation ``(N, d)`` of a split from any subset of its input views.
 
     Each (split, subset) is computed once: the probes and the geometric measures ask for the
-    same ones, and OTM's per-view codes of a split serve every subset."""
+    same ones, and OTM's per-view codes of a split serve every subset. GMC and the VAEs
+    encode a subset through a mask over all the split's views (the label modality, never in a
+    subset, is masked out)."""
 
     def __init__(self, method: str, model: Any, views: Sequence[int], renormalise: bool = False):
         self.method, self.model, self.views, self.renormalise = method, model, views, renormalise
@@ -238,6 +311,8 @@ class Representation:
     def _compute(self, ds: MultiViewDataset, subset: tuple[int, ...]) -> torch.Tensor:
         if self.method in GMC_METHODS:
             return self.model.transform(ds, _mask(ds, subset), renormalise=self.renormalise).cpu()
+        if self.method in VAE_METHODS:
+            return self.model.transform(ds, _mask(ds, subset)).cpu()
         # otm: its per-view codes (of every view, computed once per split); raw: the features.
         if id(ds) not in self._parts:
             views = list(ds.views)
@@ -259,11 +334,18 @@ def _train(
     progress: bool,
 ) -> Any:
     """Train ``method`` on the training split, without labels (GMC keeps the epoch of lowest
-    contrastive loss on the validation split, also label-free). ``gmc-untrained`` is built and
-    its input scales set, with no epoch trained: what the probe gets from GMC's architecture
-    alone."""
+    contrastive loss on the validation split, the VAEs the epoch of lowest VAE loss there:
+    negative ELBOs at the full KL weight, plus WVAE's W2 consensus; label-free too).
+    ``gmc-untrained`` is built and its input scales set, with no epoch trained: what the probe
+    gets from GMC's architecture alone; ``vae-untrained`` likewise for an MVAE."""
     if method == "gmc-untrained":
         return GMC(cfg, random_state=seed).fit(train, stop_after=0)
+    if method == "vae-untrained":
+        return make_vae("mvae", cfg, seed).fit(train, stop_after=0)
+    if method in VAES:
+        return make_vae(method, cfg, seed).fit(
+            train, validation=val, checkpoint=checkpoint, progress=progress
+        )
     if method == "gmc":
         return GMC(cfg, random_state=seed).fit(
             train, validation=val, checkpoint=checkpoint, progress=progress
@@ -322,11 +404,12 @@ def geometry_records(
     test: MultiViewDataset,
 ) -> list[dict]:
     """Label-free alignment of each single modality's test representation with the complete
-    one: retrieval, alignment; and the complete representations' uniformity."""
+    one: retrieval, alignment; and the complete representations' uniformity. With a single
+    input view (digits-label) the two are the same, so only the uniformity is recorded."""
     views = input_views(test.names)
     complete = rep(test, tuple(views))
     records = [_record(dataset, method, seed, views, "none", "uniformity", uniformity(complete))]
-    for v in views:
+    for v in views if len(views) > 1 else []:
         single = rep(test, (v,))
         scores = {**retrieval_scores(single, complete), "alignment": alignment(single, complete)}
         records += [_record(dataset, method, seed, [v], "none", m, x) for m, x in scores.items()]
@@ -454,6 +537,9 @@ def run_represent(
         for method in runs:
             if (method, seed) in done:
                 continue
+            if method == "supervised" and len(views) < 2:
+                say(f"{method:>12} seed {seed}: skipped ({SUPERVISED_SKIPPED})")
+                continue
             start = time.perf_counter()
             new: list[dict] = []
             if method == "majority":
@@ -548,6 +634,7 @@ def markdown(records: Sequence[dict], names: Sequence[str] | None = None) -> str
     tested = list(dict.fromkeys(tuple(r["subset"]) for r in records if r["probe"] in PROBES))
     full = max(tested, key=len) if tested else ()
     n_views = max((max(s) for s in tested if s), default=-1) + 1
+    given_names = names
     names = list(names) if names is not None else [str(v) for v in range(n_views)]
 
     def cell(method, subset, probe, metric) -> str:
@@ -569,6 +656,8 @@ def markdown(records: Sequence[dict], names: Sequence[str] | None = None) -> str
         "split; `supervised` is the late-fusion model trained with labels (its own heads), "
         "`raw` the preprocessed features through the same probes.",
     ]
+    if given_names is not None and sum(n != LABEL_VIEW for n in given_names) < 2:
+        lines += ["", f"`supervised` is not in the tables: {SUPERVISED_SKIPPED}."]
     for probe, metric, title in (
         ("mlp", "accuracy", "MLP probe (d -> 256 -> 128 -> K): accuracy"),
         ("linear", "accuracy", "Linear probe: accuracy"),

@@ -1,0 +1,531 @@
+"""The cross-modal generation protocol behind ``modalign generate`` (DESIGN.md sections 2.4, 3).
+
+For every seed:
+
+1. one classifier per modality, trained on the REAL training data of that modality alone
+   (:class:`~modalign.eval.probe.Probe` of kind ``"encoder"``: a conv net for images and
+   log-mel frames, an MLP otherwise; early-stopped on the validation split); its accuracy on
+   the real test data is recorded (method ``classifier``): it bounds what any coherence can
+   show. The label modality (a view named ``label``, one-hot) is read by its argmax;
+2. each VAE (:data:`modalign.methods.VAES`) trained without labels on the training split
+   (label-free early stopping on the validation loss), and ``vae-untrained``: MVAE's
+   network at its initial weights (all three VAEs share that architecture), what the
+   numbers are worth without training;
+3. on the test split, for every target modality ``t``:
+
+   * ``coherence`` from each single other modality ``s`` and from all of them: modality
+     ``t`` generated from the posterior mean given the source (decoder means: Bernoulli
+     probabilities, Gaussian means, class probabilities), read by ``t``'s classifier, scored
+     against the sample's true class;
+   * ``elbo``: the ELBO of ``t`` from ``t`` alone (``beta = 1``, one posterior draw), in
+     nats per sample; ``reconstruction_mse``: the mean squared error per feature of ``t``
+     decoded from ``t`` alone;
+
+4. ``joint_coherence``: ``n_prior`` latents drawn from ``N(0, I)``, decoded into every
+   modality, the share whose classes all agree, and beside it ``prior_class_spread`` (the
+   normalised entropy of the classes read from the first modality's samples), because a
+   model that always draws one class is perfectly "coherent";
+5. beside them ``majority``: the coherence of a generator that always produces the training
+   split's most frequent class.
+
+Splits: the datasets with fixed splits (``mnist-label``, ``digits-label``, ``avdigits``,
+``avdigits-label``) use them; any other labelled, aligned multi-view dataset is split 60 / 20 /
+20 per seed (:func:`~modalign.experiments.represent.load_represent_data`). Preprocessing is
+the representation protocol's ``auto`` (images in [0, 1] kept as they are, log-mel frames
+z-scored, a one-hot label kept one-hot).
+
+Records (``results.json`` and ``--json``), one per number, with exactly the keys of
+:data:`RESULT_KEYS`: ``source`` is the sorted list of the view indices given (``[]`` for
+prior samples and for ``train_seconds``), ``target`` a view index or None.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from modalign.data import MultiViewDataset
+from modalign.data.builtin import LABEL_VIEW
+from modalign.eval.generation import (
+    class_spread,
+    coherence,
+    generation_grid_figure,
+    joint_coherence,
+    latent_figure,
+    one_per_class,
+)
+from modalign.eval.probe import Probe, ProbeConfig
+from modalign.eval.report import (
+    mean_std_text,
+    read_header,
+    read_protocol_records,
+    save_png,
+    write_results_file,
+)
+from modalign.experiments.represent import load_represent_data, preprocessor
+from modalign.experiments.robustness import Splits, seed_splits
+from modalign.methods import VAES, make_vae, vae_config
+from modalign.provenance import (
+    check_provenance,
+    data_fingerprint,
+    dataset_name,
+    plain_settings,
+    protocol_key,
+    run_header,
+)
+from modalign.train import keyed_checkpoint, save_checkpoint
+
+__all__ = [
+    "LEARNED",
+    "REFERENCES",
+    "RESULT_KEYS",
+    "markdown",
+    "read_generate",
+    "run_generate",
+    "write_generate",
+]
+
+RESULT_KEYS = ("dataset", "method", "seed", "metric", "source", "target", "value")
+#: The VAEs, trained without labels.
+LEARNED = tuple(VAES)
+#: Always run: the untrained network, the per-modality classifiers, the majority class.
+REFERENCES = ("vae-untrained", "classifier", "majority")
+TABLE_ORDER = (*LEARNED, "vae-untrained", "majority")
+#: Training epochs of the VAEs unless ``config`` says otherwise: a budget (mnist-label's five
+#: seeds of three VAEs in under 15 minutes on 2 cores), not a convergence criterion; the
+#: epoch of lowest validation loss among them is kept.
+DEFAULT_EPOCHS = 20
+#: The classifiers of real modality data (the reference of every coherence).
+CLASSIFIER = ProbeConfig(kind="encoder", batch_size=128, epochs=100, patience=5)
+
+
+# ------------------------------------------------------------------------------ helpers
+def _labels(ds: MultiViewDataset) -> np.ndarray:
+    return ds.row_labels(0).cpu().numpy()
+
+
+def _mask(ds: MultiViewDataset, subset: Sequence[int]) -> torch.Tensor:
+    mask = torch.zeros(ds.n_rows, ds.n_views, dtype=torch.bool)
+    mask[:, list(subset)] = True
+    return mask
+
+
+def _record(dataset, method, seed, metric, source, target, value) -> dict[str, Any]:
+    return {
+        "dataset": dataset,
+        "method": method,
+        "seed": int(seed),
+        "metric": metric,
+        "source": sorted(int(v) for v in source),
+        "target": None if target is None else int(target),
+        "value": float(value),
+    }
+
+
+def sources_of(target: int, n_views: int) -> list[tuple[int, ...]]:
+    """The sources a target is generated from: every other single modality, then all."""
+    return [(s,) for s in range(n_views) if s != target] + [tuple(range(n_views))]
+
+
+class Readers:
+    """Per modality, how the class of a (real or generated) sample is read: a trained
+    :class:`~modalign.eval.probe.Probe` of kind ``"encoder"``, or the argmax for the label."""
+
+    def __init__(
+        self,
+        train: MultiViewDataset,
+        val: MultiViewDataset,
+        n_classes: int,
+        seed: int,
+        device: str = "cpu",
+    ):
+        cfg = ProbeConfig(**{**asdict(CLASSIFIER), "device": device})
+        self.probes: dict[int, Probe | None] = {}
+        for v, name in enumerate(train.names):
+            if name == LABEL_VIEW:
+                self.probes[v] = None
+                continue
+            self.probes[v] = Probe(cfg, random_state=seed).fit(
+                train.views[v],
+                _labels(train),
+                val.views[v],
+                _labels(val),
+                n_classes,
+                view_kind=train.kinds[v],
+                shape=train.shapes[v],
+            )
+
+    def __call__(self, view: int, x: torch.Tensor) -> np.ndarray:
+        probe = self.probes[view]
+        if probe is None:
+            return x.argmax(1).cpu().numpy()
+        return probe.predict(x)
+
+
+def generation_records(
+    dataset: str,
+    method: str,
+    seed: int,
+    model: Any,
+    test: MultiViewDataset,
+    read: Readers,
+    n_prior: int,
+) -> list[dict]:
+    """Coherence from every source to every target, joint coherence and class spread of
+    prior samples, per-modality test ELBO and reconstruction error (module docstring)."""
+    y = _labels(test)
+    m = test.n_views
+    records = []
+    for t in range(m):
+        for source in sources_of(t, m):
+            generated = model.generate(test, _mask(test, source), t)
+            value = coherence(read(t, generated), y)
+            records.append(_record(dataset, method, seed, "coherence", source, t, value))
+        noise = torch.Generator(device=model.config.device).manual_seed(seed)
+        elbo = model.unimodal_elbo(test, t, generator=noise).mean()
+        own = model.generate(test, _mask(test, (t,)), t)
+        mse = ((own.cpu() - test.views[t].cpu()) ** 2).mean()
+        records.append(_record(dataset, method, seed, "elbo", (t,), t, elbo))
+        records.append(_record(dataset, method, seed, "reconstruction_mse", (t,), t, mse))
+    noise = torch.Generator(device=model.config.device).manual_seed(seed)
+    samples = model.sample_prior(n_prior, generator=noise)
+    classes = [read(v, x) for v, x in enumerate(samples)]
+    n_classes = int(max(y.max() + 1, 2))
+    records.append(
+        _record(dataset, method, seed, "joint_coherence", (), None, joint_coherence(classes))
+    )
+    spread = class_spread(classes[0], n_classes)
+    records.append(_record(dataset, method, seed, "prior_class_spread", (), 0, spread))
+    return records
+
+
+def majority_records(
+    dataset: str, seed: int, train: MultiViewDataset, test: MultiViewDataset
+) -> list[dict]:
+    """The coherence of always generating the training split's most frequent class."""
+    y = _labels(test)
+    guess = np.full_like(y, np.bincount(_labels(train)).argmax())
+    value = coherence(guess, y)
+    return [
+        _record(dataset, "majority", seed, "coherence", s, t, value)
+        for t in range(test.n_views)
+        for s in sources_of(t, test.n_views)
+    ]
+
+
+def _image_view(ds: MultiViewDataset) -> int | None:
+    for v, (kind, shape) in enumerate(zip(ds.kinds, ds.shapes)):
+        if kind == "image" and shape is not None and len(shape) == 2:
+            return v
+    return None
+
+
+def plot_generations(
+    out: Path, dataset: str, method: str, seed: int, model: Any, test: MultiViewDataset
+) -> Path | None:
+    """``grid-{method}.png``: the first image modality's real test images (two per class)
+    and the images generated from all modalities and from each one alone."""
+    t = _image_view(test)
+    if t is None:
+        return None
+    cols = one_per_class(_labels(test), per_class=2)
+    part = test.subset(cols)
+    rows = {}
+    for source in [tuple(range(test.n_views)), *((s,) for s in range(test.n_views))]:
+        label = " + ".join(test.names[s] for s in source)
+        rows[f"from {label}"] = model.generate(part, _mask(part, source), t).cpu().numpy()
+    fig = generation_grid_figure(
+        part.views[t].cpu().numpy(),
+        rows,
+        tuple(test.shapes[t]),
+        title=f"{dataset}: {method} generations of '{test.names[t]}', seed {seed}",
+    )
+    return save_png(fig, out / f"grid-{method}.png")
+
+
+# ------------------------------------------------------------------------------ protocol
+def read_generate(out: Path) -> list[dict]:
+    """Records of ``out/results.json`` (``[]`` if absent), checked for the expected keys."""
+    return read_protocol_records(out, RESULT_KEYS, "generate")
+
+
+def _train(method: str, cfg: Any, train, val, seed: int, checkpoint, progress: bool) -> Any:
+    if method == "vae-untrained":
+        return make_vae("mvae", cfg, seed).fit(train, stop_after=0)
+    return make_vae(method, cfg, seed).fit(
+        train, validation=val, checkpoint=checkpoint, progress=progress
+    )
+
+
+def run_generate(
+    dataset: str,
+    *,
+    methods: Sequence[str] = LEARNED,
+    seeds: Sequence[int] = range(5),
+    out: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    preprocess: str = "auto",
+    config: Mapping[str, Any] | None = None,
+    n_prior: int = 1000,
+    plots: bool = True,
+    progress: Callable[[str], None] | None = None,
+    progress_bars: bool = False,
+) -> list[dict]:
+    """Run the protocol (module docstring) and return its records.
+
+    Args:
+        methods: VAEs among :data:`LEARNED`; the references (:data:`REFERENCES`) always run.
+        config: overrides of the VAEs' configs where the field exists (``epochs``,
+            default :data:`DEFAULT_EPOCHS`; ``device``, ...).
+        n_prior: prior samples for the joint coherence.
+        out: write ``results.json``, ``results.md`` and the pictures there after every run;
+            runs already there are not repeated, and a folder produced by anything else is
+            refused.
+    """
+    started = time.perf_counter()
+    unknown = [m for m in methods if m not in LEARNED]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}: choose from {list(LEARNED)}")
+    if n_prior < 1:
+        raise ValueError(f"n_prior must be positive, got {n_prior}")
+    runs = list(dict.fromkeys([*methods, "vae-untrained"]))
+    config = {"epochs": DEFAULT_EPOCHS, **dict(config or {})}
+    out = Path(out) if out is not None else None
+    name, data = dataset_name(dataset), load_represent_data(dataset, data_dir)
+    parts0 = [data.train, data.val, data.test] if isinstance(data, Splits) else [data]
+    names = parts0[0].names
+    n_classes = int(max(int(p.labels.max()) for p in parts0)) + 1
+    device = str((config or {}).get("device", "cpu"))
+    sha = data_fingerprint(*parts0)
+    key = protocol_key(
+        "generate",
+        name,
+        sha,
+        preprocess=preprocess,
+        n_prior=n_prior,
+        classifier=str(plain_settings(asdict(CLASSIFIER))),
+    )
+    configs = {
+        m: plain_settings(asdict(vae_config("mvae" if m == "vae-untrained" else m, config)))
+        for m in runs
+    }
+    records: list[dict] = []
+    if out is not None:
+        configs = check_provenance(out, read_header(out), key, configs)
+        records = read_generate(out)
+
+    def header() -> dict:
+        return run_header(
+            key=key,
+            configs=configs,
+            data={"name": name, "sha256": sha, "source": parts0[0].source, "view_names": names},
+            started=started,
+            device=device,
+        )
+
+    say = progress or (lambda _msg: None)
+    done = {(r["method"], r["seed"]) for r in records}
+    for seed in seeds:
+        todo = [m for m in [*runs, "classifier", "majority"] if (m, seed) not in done]
+        if not todo:
+            continue
+        splits = seed_splits(data, seed)
+        prep = preprocessor(preprocess, splits.train).fit(splits.train)
+        train, val, test = (prep.transform(p) for p in (splits.train, splits.val, splits.test))
+        start = time.perf_counter()
+        read = Readers(train, val, n_classes, seed, device)
+        new: list[dict] = []
+        if "classifier" in todo:
+            y = _labels(test)
+            for v, probe in read.probes.items():
+                if probe is not None:
+                    acc = coherence(probe.predict(test.views[v]), y)
+                    new.append(_record(name, "classifier", seed, "accuracy", (v,), v, acc))
+            new.append(
+                _record(
+                    name, "classifier", seed, "train_seconds", (), None, time.perf_counter() - start
+                )
+            )
+            say(
+                f"  classifiers seed {seed}: "
+                + ", ".join(
+                    f"{names[r['target']]} {r['value']:.3f}"
+                    for r in new
+                    if r["metric"] == "accuracy"
+                )
+            )
+        if "majority" in todo:
+            new += majority_records(name, seed, train, test)
+        records += new
+        for method in runs:
+            if (method, seed) in done:
+                continue
+            start = time.perf_counter()
+            cfg = vae_config("mvae" if method == "vae-untrained" else method, config)
+            ckpt = None
+            if out is not None:
+                ckpt = keyed_checkpoint(
+                    out / "checkpoints",
+                    f"{method}-{seed}",
+                    {**key, "config": configs[method], "seed": seed},
+                )
+            model = _train(method, cfg, train, val, seed, ckpt, progress_bars)
+            new = generation_records(name, method, seed, model, test, read, n_prior)
+            if plots and out is not None and seed == min(seeds):
+                plot_generations(out, name, method, seed, model, test)
+                _latent_plot(out, name, method, seed, model, test)
+            if out is not None:
+                save_checkpoint(
+                    out / "models" / f"{method}-{seed}.pt",
+                    {"model": model.state_dict(), "settings": configs[method]},
+                )
+                if ckpt is not None:
+                    ckpt.unlink(missing_ok=True)
+            seconds = time.perf_counter() - start
+            new.append(_record(name, method, seed, "train_seconds", (), None, seconds))
+            records += new
+            say(_summary_line(method, seed, new, names, seconds))
+            if out is not None:
+                write_generate(out, records, header())
+    if out is not None and records:
+        write_generate(out, records, header())
+    return records
+
+
+def _latent_plot(out: Path, dataset: str, method: str, seed: int, model: Any, test) -> Path:
+    """``latent-{method}.png``: the test representations from all modalities, in 2-D."""
+    z = model.transform(test).cpu().numpy()
+    fig = latent_figure(
+        {f"{method}: posterior mean from all modalities": z},
+        _labels(test),
+        title=f"{dataset} test set, seed {seed}",
+        seed=seed,
+    )
+    return save_png(fig, out / f"latent-{method}.png")
+
+
+def _summary_line(method: str, seed: int, new: Sequence[dict], names, seconds: float) -> str:
+    cells = [
+        f"{'+'.join(names[s] for s in r['source'])}->{names[r['target']]} {r['value']:.3f}"
+        for r in new
+        if r["metric"] == "coherence" and len(r["source"]) == 1
+    ]
+    joint = [r["value"] for r in new if r["metric"] == "joint_coherence"]
+    tail = f", joint {joint[0]:.3f}" if joint else ""
+    return f"{method:>15} seed {seed}: coherence {' '.join(cells)}{tail} ({seconds:.1f} s)"
+
+
+# ------------------------------------------------------------------------------ tables
+def markdown(records: Sequence[dict], names: Sequence[str] | None = None) -> str:
+    """The tables of ``results.md`` (mean ± std over seeds): coherence per source and
+    target; joint coherence, class spread, test ELBO and reconstruction error; the
+    classifiers' accuracy on real data; seconds per seed."""
+    if not records:
+        return "_no results_\n"
+    dataset = records[0]["dataset"]
+    seeds = sorted({r["seed"] for r in records})
+    n_views = 1 + max(
+        max([r["target"] or 0, *r["source"]]) for r in records if r["target"] is not None
+    )
+    names = list(names) if names is not None else [str(v) for v in range(n_views)]
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    order = [m for m in TABLE_ORDER if m in methods] + [
+        m for m in methods if m not in TABLE_ORDER and m != "classifier"
+    ]
+
+    def values(method, metric, source=None, target=None) -> list[float]:
+        return [
+            r["value"]
+            for r in records
+            if r["method"] == method
+            and r["metric"] == metric
+            and (source is None or r["source"] == list(source))
+            and (target is None or r["target"] == target)
+        ]
+
+    def label(source) -> str:
+        return (
+            "all" if len(source) == n_views and n_views > 1 else "+".join(names[s] for s in source)
+        )
+
+    pairs = [(s, t) for t in range(n_views) for s in sources_of(t, n_views)]
+    lines = [
+        f"# Cross-modal generation on {dataset}",
+        "",
+        f"Test split, mean ± std over {len(seeds)} seed(s). The VAEs train without labels; a "
+        "generated modality's class is read by a classifier trained on that modality's real "
+        "data (its accuracy on real test data is the last table; the label modality is read "
+        "by its argmax). `vae-untrained`: the VAEs' network at its initial weights; "
+        "`majority`: always the training split's most frequent class.",
+        "",
+        "## Coherence: share of generated samples of the sample's true class",
+        "",
+        "| method | " + " | ".join(f"{label(s)} -> {names[t]}" for s, t in pairs) + " |",
+        "| --- |" + " :---: |" * len(pairs),
+    ]
+    for m in order:
+        cells = [mean_std_text(values(m, "coherence", s, t)) for s, t in pairs]
+        if any(cells):
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    heads = ["joint coherence (prior)", f"class spread ({names[0]})"]
+    heads += [f"ELBO {n} (nats)" for n in names] + [f"MSE {n}" for n in names]
+    lines += [
+        "",
+        "## Prior samples and test likelihood",
+        "",
+        "Joint coherence: share of samples decoded from one prior latent whose classes agree "
+        "in every modality; class spread: normalised entropy of the classes read from those "
+        "samples (1: all classes equally often; a model that always draws one class has joint "
+        "coherence 1 and spread 0). ELBO: of each modality from itself alone (nats per "
+        "sample, higher is better); MSE: its reconstruction from itself, per feature.",
+        "",
+        "| method | " + " | ".join(heads) + " |",
+        "| --- |" + " :---: |" * len(heads),
+    ]
+    for m in order:
+        if m == "majority":
+            continue
+        cells = [
+            mean_std_text(values(m, "joint_coherence")),
+            mean_std_text(values(m, "prior_class_spread")),
+        ]
+        cells += [mean_std_text(values(m, "elbo", (t,), t)) for t in range(n_views)]
+        cells += [mean_std_text(values(m, "reconstruction_mse", (t,), t)) for t in range(n_views)]
+        if any(cells):
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    accs = [(t, values("classifier", "accuracy", (t,), t)) for t in range(n_views)]
+    accs = [(t, v) for t, v in accs if v]
+    if accs:
+        lines += [
+            "",
+            "## Classifiers of real data (test accuracy)",
+            "",
+            "| " + " | ".join(names[t] for t, _ in accs) + " |",
+            "|" + " :---: |" * len(accs),
+            "| " + " | ".join(mean_std_text(v) for _, v in accs) + " |",
+        ]
+    secs = {m: values(m, "train_seconds") for m in [*order, "classifier"]}
+    secs = {m: v for m, v in secs.items() if v}
+    if secs:
+        lines += ["", "## Seconds per seed (training and scoring; median)", ""]
+        lines += ["| method | seconds |", "| --- | ---: |"]
+        lines += [f"| {m} | {np.median(v):.1f} |" for m, v in secs.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_generate(
+    out: Path, records: Sequence[dict], header: Mapping[str, Any] | None = None
+) -> None:
+    """Write ``results.json`` (header and records) and ``results.md`` (tables and pictures)
+    atomically."""
+    names = ((header or {}).get("data") or {}).get("view_names")
+    md = markdown(records, names)
+    for png in sorted(out.glob("grid-*.png")) + sorted(out.glob("latent-*.png")):
+        md += f"\n![{png.stem}]({png.name})\n"
+    write_results_file(out, records, md, header)
