@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from modalign.data import MultiViewDataset, load_digits_views
 from modalign.methods import MVAE, WVAE, MVAEConfig, VAEOutput, WVAEConfig, w2_consensus
+from modalign.ot import kl_normal
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -379,3 +380,140 @@ def test_input_errors():
         model.generate([left, right], None, 2)
     with pytest.raises(ValueError, match="modality 1: the model was trained on 3 features"):
         model.transform([left, left])
+
+
+# ------------------------------------------------------------------ likelihood weights
+def test_likelihood_weights_are_checked():
+    with pytest.raises(ValueError, match=r"likelihood_weights must be >= 0, got \(1.0, -0.5\)"):
+        MVAEConfig(likelihood_weights=(1.0, -0.5))
+    with pytest.raises(ValueError, match="one weight per modality"):
+        WVAEConfig(likelihood_weights=2.0)
+    assert MVAEConfig(likelihood_weights=[1, 50]).likelihood_weights == (1.0, 50.0)
+    left = np.random.default_rng(0).random((20, 4))
+    right = np.random.default_rng(1).random((20, 3))
+    for cls, config in ((MVAE, MVAEConfig), (WVAE, WVAEConfig)):
+        model = cls(config(epochs=1, likelihood_weights=(1.0, 2.0, 3.0)))
+        with pytest.raises(ValueError, match=r"need one per modality \(2\), got 3"):
+            model.fit([left, right])
+
+
+def test_weights_scale_each_log_likelihood_in_the_elbo():
+    present = MASKS["missing"]
+    xs = _tiny_data()
+    weighted = _tiny(MVAE, latent_dim=2, likelihood_weights=(1.0, 3.0))
+    with torch.no_grad():
+        mu = torch.randn(6, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        logvar = 0.3 * mu.flip(1)
+        recon, kl = weighted.elbo(mu, logvar, xs, present, [0, 1], torch.Generator().manual_seed(5))
+        plain, kl_plain = weighted.elbo(
+            mu, logvar, xs, present, [0, 1], torch.Generator().manual_seed(5), weighted=False
+        )
+        eps = torch.randn(6, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        ll = [present[:, m].double() * _log_likelihood(weighted, m, z, xs[m]) for m in (0, 1)]
+    assert torch.allclose(recon, ll[0] + 3.0 * ll[1], rtol=1e-12)
+    assert torch.allclose(plain, ll[0] + ll[1], rtol=1e-12)
+    assert torch.equal(kl, kl_plain)
+    assert torch.allclose(kl, _kl(mu, torch.exp(logvar)), rtol=1e-12)
+    # weights of one are no weights at all
+    ones = _tiny(MVAE, latent_dim=2, likelihood_weights=(1.0, 1.0))
+    none = _tiny(MVAE, latent_dim=2)
+    with torch.no_grad():
+        a = ones.loss(xs, present, generator=torch.Generator().manual_seed(2)).loss
+        b = none.loss(xs, present, generator=torch.Generator().manual_seed(2)).loss
+    assert float(a) == float(b)
+
+
+@pytest.mark.parametrize("cls", [MVAE, WVAE])
+def test_training_loss_weighs_each_log_likelihood(cls):
+    """The loss with weights (1, 3) minus the unweighted loss is -2 times modality 1's
+    log-likelihood terms; a zero weight leaves that decoder without any gradient."""
+    present = MASKS["missing"]
+    xs = _tiny_data()
+    extra = {"n_subsets": 0} if cls is MVAE else {}
+
+    def terms(weights):
+        model = _tiny(cls, latent_dim=2, likelihood_weights=weights, **extra)
+        out = model.loss(xs, present, beta=0.7, generator=torch.Generator().manual_seed(4))
+        return model, out
+
+    _, plain = terms(None)
+    model, tripled = terms((1.0, 3.0))
+    # modality 1's log-likelihood terms, by hand, with the same noise draws in the same order
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(4)
+        ll1 = torch.zeros((), dtype=torch.float64)
+        if cls is MVAE:
+            mu, logvar = model.encode(xs)
+            for subset in ([0, 1], [0], [1]):  # joint, then each modality alone
+                have = present.clone()
+                have[:, [m for m in (0, 1) if m not in subset]] = False
+                precision = 1 + (have.double()[:, :, None] * torch.exp(-logvar)).sum(1)
+                var = 1 / precision
+                mean = var * (have.double()[:, :, None] * torch.exp(-logvar) * mu).sum(1)
+                z = mean + var.sqrt() * torch.randn(6, 2, generator=gen, dtype=torch.float64)
+                counted = have.any(1) & present[:, 1]
+                ll1 = ll1 + (counted * _log_likelihood(model, 1, z, xs[1])).mean()
+        else:
+            for m in (0, 1):
+                mu, logvar = model.encoders[m](xs[m])
+                z = mu + torch.exp(0.5 * logvar) * torch.randn(
+                    6, 2, generator=gen, dtype=torch.float64
+                )
+                if m == 1:
+                    ll1 = (present[:, 1] * _log_likelihood(model, 1, z, xs[1])).mean()
+    assert abs(float(ll1)) > 0.1
+    assert float((tripled.loss - plain.loss).detach()) == pytest.approx(-2 * float(ll1), rel=1e-9)
+    # weight 0: modality 1's decoder gets exactly zero gradient, modality 0's does not
+    model, _ = terms((1.0, 0.0))
+    model.zero_grad()
+    model.loss(xs, present, generator=torch.Generator().manual_seed(4)).loss.backward()
+    for p in model.decoders[1].parameters():
+        assert p.grad is None or torch.equal(p.grad, torch.zeros_like(p.grad))
+    assert sum(float(p.grad.abs().sum()) for p in model.decoders[0].parameters()) > 0
+
+
+@pytest.mark.parametrize("cls", [MVAE, WVAE])
+def test_unimodal_elbo_is_recon_minus_kl_of_one_modality_unweighted(cls):
+    xs = [x.float() for x in _tiny_data()]
+    model = _tiny(cls, latent_dim=2, likelihood_weights=(5.0, 7.0)).float()
+    for m in (0, 1):
+        got = model.unimodal_elbo(xs, m, generator=torch.Generator().manual_seed(9))
+        with torch.no_grad():
+            mu, logvar = model.encoders[m](xs[m])
+            if cls is MVAE:  # the expert of m times the N(0, I) prior expert
+                var = 1 / (1 + torch.exp(-logvar))
+                mu, logvar = var * torch.exp(-logvar) * mu, torch.log(var)
+            eps = torch.randn(6, 2, generator=torch.Generator().manual_seed(9))
+            z = mu + torch.exp(0.5 * logvar) * eps
+            decoder = model.decoders[m]
+            want = decoder.log_likelihood(decoder(z), xs[m]) - kl_normal(mu, logvar)
+            # the hand log-likelihood agrees with the decoder's
+            assert torch.allclose(
+                decoder.log_likelihood(decoder(z), xs[m]),
+                _log_likelihood(model, m, z, xs[m]),
+                atol=1e-5,
+            )
+        assert got.shape == (6,)
+        assert torch.allclose(got, want, atol=1e-5), m
+    # by name, too; and the other modality's values do not enter
+    again = model.unimodal_elbo(xs, 1, generator=torch.Generator().manual_seed(9))
+    other = [xs[0].flip(0), xs[1]]
+    same = model.unimodal_elbo(other, 1, generator=torch.Generator().manual_seed(9))
+    assert torch.allclose(again, same)
+    with pytest.raises(RuntimeError, match="call fit"):
+        cls().unimodal_elbo(xs, 0)
+    with pytest.raises(ValueError, match="target must be a modality index"):
+        model.unimodal_elbo(xs, 2)
+
+
+def test_validation_values_outside_the_bernoulli_support_name_the_modality():
+    rng = np.random.default_rng(0)
+    left, right = rng.random((20, 4)), rng.random((20, 3))
+    held = left[:5].copy()
+    held[2, 1] = 1.5
+    config = MVAEConfig(epochs=1, likelihoods=("bernoulli", "gaussian"))
+    with pytest.raises(ValueError, match=r"validation left: Bernoulli .*\[0, 1\], got max 1.5"):
+        MVAE(config).fit(
+            [left, right], modality_names=["left", "right"], validation=[held, right[:5]]
+        )

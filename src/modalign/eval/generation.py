@@ -55,7 +55,10 @@ def joint_coherence(predicted: Sequence[Any]) -> float:
     """
     if len(predicted) < 2:
         raise ValueError(f"joint coherence needs two or more modalities, got {len(predicted)}")
-    rows = np.stack([_classes(p, f"predicted[{m}]") for m, p in enumerate(predicted)])
+    parts = [_classes(p, f"predicted[{m}]") for m, p in enumerate(predicted)]
+    if len({p.size for p in parts}) > 1:
+        raise ValueError(f"predicted: modalities have {[p.size for p in parts]} samples")
+    rows = np.stack(parts)
     return float((rows == rows[0]).all(0).mean())
 
 
@@ -66,7 +69,8 @@ def class_spread(predicted: Any, n_classes: int) -> float:
         raise ValueError(f"n_classes must be >= 2, got {n_classes}")
     counts = np.bincount(_classes(predicted, "predicted").astype(np.int64), minlength=n_classes)
     share = counts[counts > 0] / counts.sum()
-    return float(-(share * np.log(share)).sum() / np.log(n_classes))
+    # + 0.0: a single class gives -0.0, which JSON would keep.
+    return float(-(share * np.log(share)).sum() / np.log(n_classes)) + 0.0
 
 
 def one_per_class(labels: Any, per_class: int = 2) -> np.ndarray:
