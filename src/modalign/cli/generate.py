@@ -28,7 +28,8 @@ def generate(
     epochs: int | None = typer.Option(
         None,
         min=1,
-        help="Training epochs of the VAEs (default 20, the best validation epoch kept).",
+        help="Training epochs of the VAEs (default: 1,240 optimiser steps, at most 100 epochs; "
+        "the best validation epoch is kept).",
     ),
     n_prior: int = typer.Option(1000, min=1, help="Prior samples for the joint coherence."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, mps ..."),
