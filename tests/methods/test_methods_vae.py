@@ -1,6 +1,6 @@
 """MVAE and the Wasserstein VAE: losses against hand computations, exactly-zero gradients of
 missing modalities, the barycentric consensus, training, every subset at inference,
-resumption, and input errors."""
+resumption, and input errors; the WVAE with full-covariance posteriors at the end."""
 
 from __future__ import annotations
 
@@ -8,21 +8,24 @@ import math
 
 import numpy as np
 import pytest
+import scipy.linalg as sla
 import torch
 import torch.nn.functional as F
 
 from modalign.data import MultiViewDataset, load_digits_views
 from modalign.methods import MVAE, WVAE, MVAEConfig, VAEOutput, WVAEConfig, w2_consensus
-from modalign.ot import kl_normal
+from modalign.ot import kl_normal, kl_normal_full
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SMALL = {"latent_dim": 1, "hidden": 4, "warmup_epochs": 0}
 
 
-def _tiny(cls, n_modalities=2, **changes):
+def _tiny(cls, n_modalities=2, *, lower=0.0, **changes):
     """A built, untrained model in float64 over ``n_modalities`` modalities of 2 features:
-    the first Bernoulli, the others Gaussian (with a non-trivial learned scale)."""
+    the first Bernoulli, the others Gaussian (with a non-trivial learned scale). Full
+    covariance: ``lower`` scales random weights and bias of each strictly-lower head (0: as
+    built, zero)."""
     likelihoods = ("bernoulli",) + ("gaussian",) * (n_modalities - 1)
     config_cls = MVAEConfig if cls is MVAE else WVAEConfig
     model = cls(config_cls(**{**SMALL, "likelihoods": likelihoods, **changes}), random_state=0)
@@ -32,6 +35,11 @@ def _tiny(cls, n_modalities=2, **changes):
     with torch.no_grad():
         for dec in model.decoders[1:]:
             dec.log_scale.copy_(torch.tensor([0.3, -0.2]))
+        if lower:
+            gen = torch.Generator().manual_seed(11)
+            for enc in model.encoders:
+                for p in enc.lower.parameters():
+                    p.copy_(lower * torch.randn(p.shape, generator=gen))
     return model.double()
 
 
@@ -129,7 +137,11 @@ def test_wvae_loss_matches_hand_computation(mask):
 @pytest.mark.parametrize("n_modalities", [2, 3])
 def test_missing_modality_gets_exactly_zero_gradient(cls, n_modalities):
     extra = {"n_subsets": 2} if cls is MVAE else {}
-    model = _tiny(cls, n_modalities, latent_dim=3, **extra)
+    _assert_missing_gets_zero_gradient(_tiny(cls, n_modalities, latent_dim=3, **extra))
+
+
+def _assert_missing_gets_zero_gradient(model):
+    n_modalities = len(model.encoders)
     xs = _tiny_data(8, n_modalities)
     present = torch.ones(8, n_modalities, dtype=torch.bool)
     missing = [1, 4, 6]
@@ -263,8 +275,9 @@ TRAIN = {"epochs": 3, "hidden": 32, "latent_dim": 4, "warmup_epochs": 0, "lr": 3
         lambda: MVAE(MVAEConfig(**TRAIN, n_subsets=1)),
         lambda: WVAE(WVAEConfig(**TRAIN)),
         lambda: WVAE(WVAEConfig(**TRAIN, factorised=True, shared_dim=2)),
+        lambda: WVAE(WVAEConfig(**TRAIN, covariance="full")),
     ],
-    ids=["mvae", "wvae", "wvae-factorised"],
+    ids=["mvae", "wvae", "wvae-factorised", "wvae-full"],
 )
 def test_training_lowers_the_loss_and_every_subset_works(make):
     model = make()
@@ -364,7 +377,7 @@ def test_input_errors():
         mask[:, 1] = False
         WVAE(WVAEConfig(epochs=1)).fit([left, right], mask=mask, modality_names=names)
     with pytest.raises(ValueError, match="covariance"):
-        WVAEConfig(covariance="full")
+        WVAEConfig(covariance="spherical")
     with pytest.raises(ValueError, match="shared_dim"):
         WVAEConfig(latent_dim=4, factorised=True, shared_dim=4)
     with pytest.raises(ValueError, match="n_subsets"):
@@ -517,3 +530,209 @@ def test_validation_values_outside_the_bernoulli_support_name_the_modality():
         MVAE(config).fit(
             [left, right], modality_names=["left", "right"], validation=[held, right[:5]]
         )
+
+
+# ------------------------------------------------------------------ full covariances
+def _full_posterior_by_hand(model, m, x):
+    """``(mu (B, 2), L (B, 2, 2))`` of modality ``m`` from its encoder's heads, latent_dim 2."""
+    enc = model.encoders[m]
+    h = enc.body(x)
+    low, high = enc.LOGVAR_RANGE
+    diag = torch.exp(0.5 * enc.logvar(h).clamp(low, high))
+    tril = torch.zeros(x.shape[0], 2, 2, dtype=x.dtype)
+    tril[:, 0, 0], tril[:, 1, 1], tril[:, 1, 0] = diag[:, 0], diag[:, 1], enc.lower(h)[:, 0]
+    return enc.mu(h), tril
+
+
+def _bures(mu_a, cov_a, mu_b, cov_b) -> float:
+    """W2^2 between two Gaussians with scipy's matrix square root (the reference)."""
+    root = sla.sqrtm(cov_a)
+    cross = sla.sqrtm(root @ cov_b @ root).real
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * cross))
+
+
+@pytest.mark.parametrize("mask", MASKS, ids=list(MASKS))
+def test_full_wvae_loss_matches_hand_computation(mask):
+    present = MASKS[mask]
+    model = _tiny(WVAE, latent_dim=2, covariance="full", lambda_w2=1.3, lower=0.7)
+    xs = _tiny_data()
+    beta = 0.7
+    got = model.loss(xs, present, beta=beta, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(7)
+        per_row = torch.zeros(6, dtype=torch.float64)
+        stats = []
+        for m in (0, 1):
+            mu, tril = _full_posterior_by_hand(model, m, xs[m])
+            cov = tril @ tril.transpose(1, 2)
+            eps = torch.randn(6, 2, generator=gen, dtype=torch.float64)
+            z = torch.stack(
+                [
+                    mu[:, 0] + tril[:, 0, 0] * eps[:, 0],
+                    mu[:, 1] + tril[:, 1, 0] * eps[:, 0] + tril[:, 1, 1] * eps[:, 1],
+                ],
+                1,
+            )
+            trace = cov[:, 0, 0] + cov[:, 1, 1]
+            kl = 0.5 * (trace + (mu**2).sum(1) - 2 - torch.logdet(cov))
+            per_row -= present[:, m].double() * (_log_likelihood(model, m, z, xs[m]) - beta * kl)
+            stats.append((mu.numpy(), cov.numpy()))
+        assert float(np.abs(stats[0][1][:, 1, 0]).min()) > 0.01  # really not diagonal
+        (mu_a, cov_a), (mu_b, cov_b) = stats
+        w2 = torch.tensor(
+            [_bures(mu_a[i], cov_a[i], mu_b[i], cov_b[i]) for i in range(6)], dtype=torch.float64
+        )
+        both = present.all(1).double()
+        want = (per_row + 1.3 * both * w2).mean()
+    assert float(got.loss.detach()) == pytest.approx(float(want), rel=1e-10)
+    assert float(got.terms["w2"]) == pytest.approx(float((both * w2).mean()), rel=1e-10)
+
+
+@pytest.mark.parametrize("n_modalities", [2, 3])
+def test_full_wvae_missing_modality_gets_exactly_zero_gradient(n_modalities):
+    model = _tiny(WVAE, n_modalities, latent_dim=3, covariance="full", lower=0.5)
+    _assert_missing_gets_zero_gradient(model)
+
+
+@pytest.mark.parametrize("n_modalities", [2, 3])
+@pytest.mark.parametrize("isotropic", [False, True], ids=["as-built", "isotropic"])
+def test_full_wvae_gradients_are_finite_at_initialisation(n_modalities, isotropic):
+    """As built (float32, like training) the posteriors are diagonal and near-isotropic;
+    with the log-variance heads at zero every covariance is exactly ``I``: repeated
+    eigenvalues, where differentiating ``eigh`` would give NaN."""
+    likelihoods = ("gaussian",) * n_modalities
+    model = WVAE(WVAEConfig(latent_dim=4, hidden=8, covariance="full", likelihoods=likelihoods))
+    model._build(
+        [3] * n_modalities, ["features"] * n_modalities, [None] * n_modalities, likelihoods
+    )
+    if isotropic:
+        with torch.no_grad():
+            for enc in model.encoders:
+                enc.logvar.weight.zero_()
+                enc.logvar.bias.zero_()
+    gen = torch.Generator().manual_seed(0)
+    xs = [torch.randn(16, 3, generator=gen) for _ in range(n_modalities)]
+    present = torch.ones(16, n_modalities, dtype=torch.bool)
+    present[::4, 0] = False
+    out = model.loss(xs, present, generator=torch.Generator().manual_seed(1))
+    out.loss.backward()
+    assert bool(torch.isfinite(out.loss)) and float(out.terms["w2"]) >= 0
+    for name, p in model.named_parameters():
+        assert bool(torch.isfinite(p.grad).all()), name
+    # the strictly-lower heads start at zero and learn from the first step
+    for enc in model.encoders:
+        assert float(enc.lower.weight.detach().abs().max()) == 0.0
+        assert float(enc.lower.weight.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("n_modalities", [2, 3])
+def test_full_with_zero_lower_heads_is_the_diagonal_model(n_modalities):
+    diag = _tiny(WVAE, n_modalities, latent_dim=3)
+    full = _tiny(WVAE, n_modalities, latent_dim=3, covariance="full")
+    # built from the same seed: the same weights, plus strictly-lower heads at zero
+    diag_state, full_state = diag.state_dict(), full.state_dict()
+    for key, value in diag_state.items():
+        assert torch.equal(value, full_state[key]), key
+    extra = {k: v for k, v in full_state.items() if k not in diag_state}
+    assert sorted(extra) == sorted(
+        f"encoders.{m}.lower.{p}" for m in range(n_modalities) for p in ("weight", "bias")
+    )
+    assert all(float(v.abs().max()) == 0 for v in extra.values())
+    xs = _tiny_data(8, n_modalities)
+    present = torch.ones(8, n_modalities, dtype=torch.bool)
+    present[[1, 5], 0] = False
+    present[2, 1:] = False
+    a = diag.loss(xs, present, beta=0.6, generator=torch.Generator().manual_seed(4))
+    b = full.loss(xs, present, beta=0.6, generator=torch.Generator().manual_seed(4))
+    for key in ("recon", "kl", "w2"):
+        assert float(b.terms[key]) == pytest.approx(float(a.terms[key]), rel=1e-9, abs=1e-12)
+    assert float(b.loss.detach()) == pytest.approx(float(a.loss.detach()), rel=1e-9)
+    # inference (float32): the same representation, posterior and generated samples
+    diag.float(), full.float()
+    xs = [x.float() for x in xs]
+    present[2] = True
+    assert torch.allclose(diag.transform(xs, present), full.transform(xs, present), atol=1e-5)
+    with torch.no_grad():
+        (_, logvar), (_, tril) = diag.posterior(xs, present), full.posterior(xs, present)
+    assert torch.allclose(torch.diag_embed(torch.exp(0.5 * logvar)), tril, atol=1e-5)
+    for target in range(n_modalities):
+        draws = [
+            model.generate(
+                xs, present, target, sample=True, generator=torch.Generator().manual_seed(2)
+            )
+            for model in (diag, full)
+        ]
+        assert torch.allclose(*draws, atol=1e-5)
+
+
+def test_full_wvae_unimodal_elbo_and_own_posterior():
+    model = _tiny(WVAE, latent_dim=2, covariance="full", lower=0.7).float()
+    xs = [x.float() for x in _tiny_data()]
+    one = torch.tensor([[1, 0]] * 6, dtype=torch.bool)
+    for m in (0, 1):
+        got = model.unimodal_elbo(xs, m, generator=torch.Generator().manual_seed(9))
+        with torch.no_grad():
+            mu, tril = model.encoders[m](xs[m])
+            eps = torch.randn(6, 2, generator=torch.Generator().manual_seed(9))
+            z = mu + (tril @ eps[:, :, None])[:, :, 0]
+            decoder = model.decoders[m]
+            want = decoder.log_likelihood(decoder(z), xs[m]) - kl_normal_full(mu, tril)
+        assert torch.allclose(got, want, atol=1e-4), m
+    with torch.no_grad():
+        mu, tril = model.encoders[0](xs[0])
+        post_mu, post_tril = model.posterior(xs, one)
+    assert torch.equal(post_mu, mu)  # one modality: its own posterior
+    assert torch.allclose(post_tril, tril, atol=1e-5)
+
+
+def _planted(n=240, seed=0):
+    """Three Gaussian views of one correlated 2-d latent, with some modalities missing."""
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, 2, generator=gen) @ torch.tensor([[1.0, 0.8], [0.0, 0.6]])
+    views = [
+        z @ torch.randn(2, d, generator=gen) + 0.1 * torch.randn(n, d, generator=gen)
+        for d in (5, 4, 3)
+    ]
+    mask = torch.rand(n, 3, generator=gen) > 0.25
+    mask[~mask.any(1), 0] = True
+    return views, mask
+
+
+def test_full_wvae_trains_on_a_planted_dataset_and_every_subset_works():
+    views, mask = _planted()
+    cfg = WVAEConfig(
+        latent_dim=2,
+        hidden=16,
+        covariance="full",
+        epochs=6,
+        warmup_epochs=0,
+        batch_size=60,
+        lr=1e-2,
+        likelihoods=("gaussian",) * 3,
+    )
+    model = WVAE(cfg).fit(views, mask=mask.numpy())
+    assert model.history[-1]["loss"] < model.history[0]["loss"]
+    assert all(float(enc.lower.weight.detach().abs().max()) > 0 for enc in model.encoders)
+    n = views[0].shape[0]
+    for subset in SUBSETS:
+        sub = subset.expand(n, 3)
+        z = model.transform(views, sub)
+        assert z.shape == (n, 2) and bool(torch.isfinite(z).all())
+        for target, dim in enumerate((5, 4, 3)):
+            for sample in (False, True):
+                out = model.generate(
+                    views, sub, target, sample=sample, generator=torch.Generator().manual_seed(0)
+                )
+                assert out.shape == (n, dim) and bool(torch.isfinite(out).all())
+    full_mask = torch.ones(n, 3, dtype=torch.bool)
+    for m in range(3):
+        elbo = model.unimodal_elbo(views, m, generator=torch.Generator().manual_seed(0))
+        assert elbo.shape == (n,) and bool(torch.isfinite(elbo).all())
+    assert [p.shape for p in model.sample_prior(4)] == [(4, 5), (4, 4), (4, 3)]
+    assert model.transform(views, full_mask).shape == (n, 2)
+
+
+def test_full_covariance_is_not_factorised():
+    assert WVAEConfig(covariance="full").covariance == "full"
+    with pytest.raises(ValueError, match=r"factorised=True needs covariance='diagonal'.*cross"):
+        WVAEConfig(covariance="full", factorised=True)

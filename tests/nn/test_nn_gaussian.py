@@ -17,11 +17,13 @@ from modalign.nn import (
     DECODERS,
     BernoulliDecoder,
     CategoricalDecoder,
+    FullGaussianEncoder,
     GaussianDecoder,
     GaussianEncoder,
     make_decoder,
     product_of_experts,
     reparameterise,
+    reparameterise_tril,
 )
 from modalign.ot import kl_normal
 
@@ -409,3 +411,58 @@ def test_reparameterise_moments_and_generator():
     torch.testing.assert_close(lv.grad, 0.5 * sample.detach())
     with pytest.raises(ValueError, match="mu and logvar must have the same shape"):
         reparameterise(torch.zeros(3), torch.zeros(4))
+
+
+# ------------------------------------------------------------------ full covariances
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")  # latent_dim 1
+def test_full_gaussian_encoder_cholesky_factor_and_initialisation():
+    torch.manual_seed(0)
+    diag = GaussianEncoder(nn.Sequential(nn.Linear(5, 8), nn.GELU()), 8, 3)
+    torch.manual_seed(0)
+    full = FullGaussianEncoder(nn.Sequential(nn.Linear(5, 8), nn.GELU()), 8, 3)
+    x = torch.randn(4, 5)
+    mu, tril = full(x)
+    assert mu.shape == (4, 3) and tril.shape == (4, 3, 3)
+    # as built: the diagonal encoder's numbers (no random draw for the zero strictly-lower head)
+    d_mu, d_logvar = diag(x)
+    assert torch.equal(mu, d_mu)
+    assert torch.equal(tril, torch.diag_embed(torch.exp(0.5 * d_logvar)))
+    assert full.lower.out_features == 3
+    (mu.sum() + tril.sum()).backward()  # every head learns, the zero one too
+    for p in full.parameters():
+        assert p.grad is not None and float(p.grad.abs().sum()) > 0
+    with torch.no_grad():
+        full.lower.bias.copy_(torch.tensor([1.0, 2.0, 3.0]))
+        full.logvar.bias.fill_(100.0)
+    _, tril = full(x)
+    assert torch.equal(torch.triu(tril, 1), torch.zeros(4, 3, 3))  # lower-triangular
+    # strictly-lower entries row by row: (1, 0), (2, 0), (2, 1)
+    assert tril[0, 1, 0] == 1.0 and tril[0, 2, 0] == 2.0 and tril[0, 2, 1] == 3.0
+    # the diagonal's log-variance is clamped like GaussianEncoder's: exp(0.5 * 12)
+    assert torch.equal(torch.diagonal(tril, dim1=1, dim2=2), torch.exp(torch.full((4, 3), 6.0)))
+    # latent_dim 1: no strictly-lower entry
+    mu, tril = FullGaussianEncoder(nn.Identity(), 5, 1)(x)
+    assert tril.shape == (4, 1, 1)
+
+
+def test_reparameterise_tril_moments_and_the_diagonal_case():
+    n = 200_000
+    tril = torch.tensor([[1.0, 0.0, 0.0], [0.8, 0.5, 0.0], [-0.3, 0.4, 2.0]], dtype=torch.float64)
+    mu = torch.tensor([0.5, -2.0, 3.0], dtype=torch.float64)
+    z = reparameterise_tril(mu.expand(n, 3), tril.expand(n, 3, 3), torch.Generator().manual_seed(0))
+    assert z.shape == (n, 3)
+    np.testing.assert_allclose(z.mean(0).numpy(), mu.numpy(), atol=0.03)
+    np.testing.assert_allclose(np.cov(z.numpy().T), (tril @ tril.T).numpy(), atol=0.05)
+    # a diagonal factor draws exactly what reparameterise draws from the same generator
+    logvar = torch.randn(6, 3, dtype=torch.float64)
+    means = torch.randn(6, 3, dtype=torch.float64)
+    torch.testing.assert_close(
+        reparameterise_tril(
+            means, torch.diag_embed(torch.exp(0.5 * logvar)), torch.Generator().manual_seed(3)
+        ),
+        reparameterise(means, logvar, torch.Generator().manual_seed(3)),
+        rtol=0,
+        atol=0,
+    )
+    with pytest.raises(ValueError, match=r"scale_tril must have shape \(6, 3, 3\)"):
+        reparameterise_tril(means, torch.eye(3))

@@ -1,6 +1,7 @@
 """Closed-form W2 between Gaussians against scipy's matrix square root and POT's Bures
 distance; gradients by finite differences (gradcheck) and by the closed-form OT map.
-Gaussian W2 barycenters against POT's fixed point and the fixed-point equation itself."""
+Gaussian W2 barycenters against POT's fixed point and the fixed-point equation itself.
+The full-covariance KL to ``N(0, I)`` against torch.distributions."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import ot as pot
 import pytest
 import scipy.linalg as sla
 import torch
+from torch.distributions import MultivariateNormal, kl_divergence
 
-from modalign.ot import gaussian_barycenter, gaussian_w2
+from modalign.ot import gaussian_barycenter, gaussian_w2, kl_normal, kl_normal_full
 
 
 def _spd(rng: np.random.Generator, d: int) -> np.ndarray:
@@ -358,3 +360,47 @@ def test_barycenter_errors():
         gaussian_barycenter(means, stds, torch.tensor([1.5, -0.5, 0.0]))
     with pytest.raises(ValueError, match="max_iter must be >= 1"):
         gaussian_barycenter(means, torch.eye(2).expand(3, 2, 2), max_iter=0)
+
+
+# ------------------------------------------------------------------------- KL, full
+def _random_tril(gen: torch.Generator, *shape: int) -> torch.Tensor:
+    """Lower-triangular (..., d, d) factors with a positive diagonal, float64."""
+    d = shape[-1]
+    strict = torch.tril(torch.randn(*shape, d, generator=gen, dtype=torch.float64), -1)
+    diag = 0.2 + torch.rand(*shape, generator=gen, dtype=torch.float64)
+    return strict + torch.diag_embed(diag)
+
+
+def test_kl_normal_full_matches_torch_distributions():
+    gen = torch.Generator().manual_seed(40)
+    mu = torch.randn(2, 5, 4, generator=gen, dtype=torch.float64)
+    tril = _random_tril(gen, 2, 5, 4)
+    prior = MultivariateNormal(
+        torch.zeros(4, dtype=torch.float64), scale_tril=torch.eye(4, dtype=torch.float64)
+    )
+    want = kl_divergence(MultivariateNormal(mu, scale_tril=tril), prior)
+    got = kl_normal_full(mu, tril)
+    assert got.shape == (2, 5)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    # only the lower triangle is read
+    noise = torch.triu(torch.randn(2, 5, 4, 4, generator=gen, dtype=torch.float64), 1)
+    torch.testing.assert_close(kl_normal_full(mu, tril + noise), got, rtol=0, atol=0)
+    # a diagonal factor diag(exp(0.5 logvar)) is the diagonal KL
+    logvar = torch.randn(2, 5, 4, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(
+        kl_normal_full(mu, torch.diag_embed(torch.exp(0.5 * logvar))),
+        kl_normal(mu, logvar),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+    eye = torch.eye(4, dtype=torch.float64).expand(3, 4, 4)
+    assert torch.equal(kl_normal_full(torch.zeros(3, 4, dtype=torch.float64), eye), torch.zeros(3))
+
+
+def test_kl_normal_full_gradcheck_and_errors():
+    gen = torch.Generator().manual_seed(41)
+    mu = torch.randn(3, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    tril = _random_tril(gen, 3, 3).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda m, t: kl_normal_full(m, t), (mu, tril))
+    with pytest.raises(ValueError, match=r"scale_tril must have shape \(2, 3, 3\)"):
+        kl_normal_full(torch.zeros(2, 3), torch.eye(3))

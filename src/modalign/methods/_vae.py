@@ -4,7 +4,8 @@
   warm-up, optimisation), validated on construction.
 * :func:`choose_likelihoods`: one likelihood per modality, given or chosen from the data.
 * :class:`MultimodalVAE`: the base model. Per modality ``m`` a Gaussian encoder
-  ``x_m (B, D_m) -> (mu_m, logvar_m)``, each ``(B, latent_dim)``, whose feature network is
+  ``x_m (B, D_m) -> (mu_m, scale_m)`` (``mu_m`` ``(B, latent_dim)``; ``scale_m`` see below),
+  whose feature network is
   :func:`~modalign.nn.modality_encoder` (conv nets for images and log-mel frames, an MLP
   otherwise), and a likelihood decoder ``z (B, latent_dim) -> params`` on an MLP body
   (:func:`~modalign.nn.make_decoder`). It holds the input checks, the ELBO of a posterior,
@@ -12,8 +13,14 @@
   (``transform``, ``generate``, ``sample_prior``); a subclass defines only its loss and how a
   subset of modalities is fused into one posterior.
 * :class:`VAEOutput`: what a loss returns.
+* :class:`DiagonalPosterior`, :class:`FullPosterior`: the two posterior families
+  (:data:`POSTERIORS`), each with its encoder, sampler, KL and W2 form; a model reads its
+  family from ``posterior_family`` (MVAE: diagonal; WVAE: ``config.covariance``).
 
-Conventions: ``logvar`` is a log-variance everywhere (std ``exp(0.5 logvar)``); the KL weight
+Conventions: a posterior is ``(mu, scale)``, ``mu`` ``(..., latent_dim)`` and ``scale`` as
+its family has it: ``logvar`` ``(..., latent_dim)`` for diagonal posteriors (a log-variance
+everywhere, std ``exp(0.5 logvar)``), the Cholesky factor ``L``
+``(..., latent_dim, latent_dim)`` of the covariance ``L L^T`` for full ones; the KL weight
 ``beta`` warms up linearly from 0 at epoch 0 to ``beta`` at epoch ``warmup_epochs``; a modality
 missing from a row is zero-filled before its encoder sees it and every term that reads it is
 removed with ``torch.where``, so its encoder and decoder get exactly zero gradient from that
@@ -31,14 +38,80 @@ from torch import Tensor, nn
 
 from modalign.methods._views import dataset_inputs, fit_epochs, modality_names
 from modalign.nn.encoders import modality_encoder
-from modalign.nn.gaussian import DECODERS, GaussianEncoder, make_decoder, reparameterise
+from modalign.nn.gaussian import (
+    DECODERS,
+    FullGaussianEncoder,
+    GaussianEncoder,
+    make_decoder,
+    reparameterise,
+    reparameterise_tril,
+)
 from modalign.nn.mlp import hidden_width, mlp
-from modalign.ot.gaussian import kl_normal
+from modalign.ot.gaussian import kl_normal, kl_normal_full
 from modalign.utils import check_device
 
-__all__ = ["LIKELIHOODS", "MultimodalVAE", "VAEConfig", "VAEOutput", "choose_likelihoods"]
+__all__ = [
+    "LIKELIHOODS",
+    "POSTERIORS",
+    "DiagonalPosterior",
+    "FullPosterior",
+    "MultimodalVAE",
+    "VAEConfig",
+    "VAEOutput",
+    "choose_likelihoods",
+]
 
 LIKELIHOODS = tuple(sorted(DECODERS))
+
+
+class DiagonalPosterior:
+    """Posteriors ``N(mu, diag exp(logvar))`` as ``(mu, logvar)``, each ``(..., d)``.
+
+    ``encoder``: the encoder class (:class:`~modalign.nn.GaussianEncoder`); ``sample``: a
+    reparameterised draw (:func:`~modalign.nn.reparameterise`); ``kl``: ``KL(q || N(0, I))``
+    (:func:`~modalign.ot.kl_normal`); ``w2_form``: the spread as the W2 closed forms take it
+    with ``diagonal=True`` (standard deviations ``(..., d)``); ``from_w2_form``: back to
+    ``logvar``.
+    """
+
+    diagonal = True
+    encoder = GaussianEncoder
+    sample = staticmethod(reparameterise)
+    kl = staticmethod(kl_normal)
+
+    @staticmethod
+    def w2_form(logvar: Tensor) -> Tensor:
+        return torch.exp(0.5 * logvar)
+
+    @staticmethod
+    def from_w2_form(std: Tensor) -> Tensor:
+        return 2 * torch.log(std)
+
+
+class FullPosterior:
+    """Posteriors ``N(mu, L L^T)`` as ``(mu (..., d), L (..., d, d))``, ``L`` lower-triangular
+    with a positive diagonal; the members of :class:`DiagonalPosterior`, for full
+    covariances: :class:`~modalign.nn.FullGaussianEncoder`,
+    :func:`~modalign.nn.reparameterise_tril`, :func:`~modalign.ot.kl_normal_full`, and the
+    covariance ``L L^T`` ``(..., d, d)`` as the W2 form (``diagonal=False``), whose
+    Cholesky factor is the way back.
+    """
+
+    diagonal = False
+    encoder = FullGaussianEncoder
+    sample = staticmethod(reparameterise_tril)
+    kl = staticmethod(kl_normal_full)
+
+    @staticmethod
+    def w2_form(scale_tril: Tensor) -> Tensor:
+        return scale_tril @ scale_tril.transpose(-1, -2)
+
+    @staticmethod
+    def from_w2_form(cov: Tensor) -> Tensor:
+        return torch.linalg.cholesky(cov)
+
+
+POSTERIORS: dict[str, type] = {"diagonal": DiagonalPosterior, "full": FullPosterior}
 
 
 @dataclass
@@ -174,10 +247,13 @@ class MultimodalVAE(nn.Module):
 
     ``views`` is a list of aligned ``(N, D_m)`` arrays (with ``kinds`` and ``shapes`` to choose
     conv encoders) or a :class:`~modalign.data.MultiViewDataset`, which carries them.
-    Subclasses define :meth:`loss` and :meth:`posterior`.
+    Subclasses define :meth:`loss` and :meth:`posterior`. ``posterior_family`` (a member of
+    :data:`POSTERIORS`) decides what a posterior ``(mu, scale)`` is; every method here goes
+    through it.
     """
 
     config: VAEConfig
+    posterior_family: type = DiagonalPosterior
 
     def __init__(self, config: VAEConfig, random_state: int = 0):
         super().__init__()
@@ -195,7 +271,8 @@ class MultimodalVAE(nn.Module):
         shapes: Sequence,
         likelihoods: Sequence[str],
     ) -> None:
-        """Create one Gaussian encoder and one likelihood decoder per modality."""
+        """Create one Gaussian encoder (of ``posterior_family``) and one likelihood decoder
+        per modality."""
         cfg = self.config
         torch.manual_seed(self.random_state)  # weights initialise from the seed alone
         self.dims_ = [int(d) for d in dims]
@@ -223,7 +300,7 @@ class MultimodalVAE(nn.Module):
             body = nn.Sequential(
                 modality_encoder(d, h, kind=kind, shape=shape, hidden=cfg.hidden), nn.GELU()
             )
-            encoders.append(GaussianEncoder(body, h, cfg.latent_dim))
+            encoders.append(self.posterior_family.encoder(body, h, cfg.latent_dim))
             extra = {"learn_scale": cfg.learn_scale} if lik == "gaussian" else {}
             decoder_body = mlp([cfg.latent_dim, h, h], final_activation=True)
             decoders.append(make_decoder(lik, decoder_body, h, d, **extra))
@@ -279,15 +356,16 @@ class MultimodalVAE(nn.Module):
 
     # ------------------------------------------------------------------ model pieces
     def encode(self, xs: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-        """Every modality's posterior ``(mu, logvar)``, each ``(B, M, latent_dim)``, computed
-        on every row (missing rows are zero-filled; callers mask them)."""
+        """Every modality's posterior ``(mu, scale)``: ``mu`` ``(B, M, latent_dim)``, ``scale``
+        ``(B, M, ...)`` (``logvar`` or ``L``, see the module docstring), computed on every row
+        (missing rows are zero-filled; callers mask them)."""
         pairs = [enc(x) for enc, x in zip(self.encoders, xs)]
         return torch.stack([p[0] for p in pairs], 1), torch.stack([p[1] for p in pairs], 1)
 
     def elbo(
         self,
         mu: Tensor,
-        logvar: Tensor,
+        scale: Tensor,
         xs: Sequence[Tensor],
         present: Tensor,
         targets: Sequence[int],
@@ -295,7 +373,8 @@ class MultimodalVAE(nn.Module):
         *,
         weighted: bool = True,
     ) -> tuple[Tensor, Tensor]:
-        """The two parts of the ELBO of a posterior ``q = N(mu, diag exp(logvar))``:
+        """The two parts of the ELBO of a posterior ``q`` given as ``(mu, scale)`` (diagonal:
+        ``N(mu, diag exp(logvar))``; full: ``N(mu, L L^T)``):
         ``recon = sum_{j in targets, present} lambda_j log p(x_j | z)`` (``lambda_j`` the
         modality's weight, see ``VAEConfig.likelihood_weights``; 1 with ``weighted=False``)
         with one reparameterised
@@ -303,21 +382,22 @@ class MultimodalVAE(nn.Module):
         ``kl = KL(q || N(0, I))``; ELBO ``= recon - beta * kl``.
 
         Args:
-            mu, logvar: ``(B, latent_dim)``.
+            mu: ``(B, latent_dim)``; scale: ``logvar`` ``(B, latent_dim)`` or ``L``
+                ``(B, latent_dim, latent_dim)``.
             xs: the ``(B, D_m)`` views; present: ``(B, M)`` bool.
             targets: the modalities reconstructed from ``z``.
 
         Returns:
             ``(recon (B,), kl (B,))``; a target missing from a row adds exactly nothing there.
         """
-        z = reparameterise(mu, logvar, generator)
+        z = self.posterior_family.sample(mu, scale, generator)
         recon = mu.new_zeros(mu.shape[0])
         for j in targets:
             ll = self.decoders[j].log_likelihood(self.decoders[j](z), xs[j])
             if weighted and self.weights_[j] != 1.0:
                 ll = self.weights_[j] * ll
             recon = recon + torch.where(present[:, j], ll, 0.0)
-        return recon, kl_normal(mu, logvar)
+        return recon, self.posterior_family.kl(mu, scale)
 
     def loss(
         self,
@@ -332,7 +412,7 @@ class MultimodalVAE(nn.Module):
         raise NotImplementedError
 
     def posterior(self, xs: Sequence[Tensor], present: Tensor) -> tuple[Tensor, Tensor]:
-        """The inference posterior ``(mu, logvar)``, each ``(B, latent_dim)``, of each row
+        """The inference posterior ``(mu, scale)`` (``mu`` ``(B, latent_dim)``) of each row
         from its present modalities (checked inputs: every row has one)."""
         raise NotImplementedError
 
@@ -348,8 +428,8 @@ class MultimodalVAE(nn.Module):
         generator: torch.Generator | None,
     ) -> Tensor:
         """The ``z (B, latent_dim)`` decoded into ``target``: the posterior mean, or a sample."""
-        mu, logvar = self.posterior(xs, present)
-        return reparameterise(mu, logvar, generator) if sample else mu
+        mu, scale = self.posterior(xs, present)
+        return self.posterior_family.sample(mu, scale, generator) if sample else mu
 
     def _prior_latents(self, n: int, generator: torch.Generator | None) -> list[Tensor]:
         """One ``z ~ N(0, I)`` ``(n, latent_dim)``, shared by every modality."""
@@ -548,8 +628,8 @@ class MultimodalVAE(nn.Module):
         only[:, m] = True
         parts = []
         for b, have in self._chunks(xs, only, batch_size):
-            mu, logvar = self.posterior(b, have)
-            recon, kl = self.elbo(mu, logvar, b, have, [m], generator, weighted=False)
+            mu, scale = self.posterior(b, have)
+            recon, kl = self.elbo(mu, scale, b, have, [m], generator, weighted=False)
             parts.append(recon - kl)
         return torch.cat(parts)
 

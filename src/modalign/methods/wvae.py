@@ -1,21 +1,34 @@
 """A multimodal VAE whose modalities agree through the 2-Wasserstein distance (WVAE).
 
 One Gaussian encoder and one likelihood decoder per modality (see
-:mod:`modalign.methods._vae`); modality ``m`` has its own posterior
-``q_m = N(mu_m, diag sigma_m^2)``, ``sigma_m = exp(0.5 logvar_m)``, and its own ELBO, with one
-reparameterised sample ``z_m ~ q_m``:
+:mod:`modalign.methods._vae`); modality ``m`` has its own posterior ``q_m`` and its own ELBO,
+with one reparameterised sample ``z_m ~ q_m``:
 
     ELBO_m = log p(x_m | z_m) - beta KL(q_m || N(0, I))
 
-The modalities are pulled together by a consensus term on the posteriors (diagonal closed
-forms, :func:`~modalign.ot.gaussian_w2` and :func:`~modalign.ot.gaussian_barycenter`):
+The posteriors' covariance (``WVAEConfig.covariance``):
 
-* two modalities: ``C = W2^2(q_a, q_b) = |mu_a - mu_b|^2 + |sigma_a - sigma_b|^2``;
+* ``"diagonal"`` (default): ``q_m = N(mu_m, diag sigma_m^2)``, ``sigma_m = exp(0.5 logvar_m)``;
+* ``"full"``: ``q_m = N(mu_m, S_m)``, ``S_m = L_m L_m^T`` with ``L_m`` lower-triangular: its
+  diagonal ``exp(0.5 s_m)`` (``s_m`` clamped like a log-variance), its strictly-lower entries
+  from a head that starts at zero (:class:`~modalign.nn.FullGaussianEncoder`), so training
+  starts from the diagonal model's posteriors. ``z_m = mu_m + L_m eps`` and
+  ``KL = 0.5 (tr S_m + |mu_m|^2 - d - log det S_m)``, ``log det S_m = 2 sum_j log L_m,jj``
+  (:func:`~modalign.ot.kl_normal_full`). It costs ``d (d - 1) / 2`` more encoder outputs and
+  ``d x d`` eigendecompositions in the consensus. With the strictly-lower entries at zero it
+  is the diagonal model (the same loss and inference, up to rounding).
+
+The modalities are pulled together by a consensus term on the posteriors (closed forms
+:func:`~modalign.ot.gaussian_w2` and :func:`~modalign.ot.gaussian_barycenter`):
+
+* two modalities: ``C = W2^2(q_a, q_b)``: diagonal, ``|mu_a - mu_b|^2 + |sigma_a - sigma_b|^2``;
+  full, the Bures form ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a^{1/2} S_b S_a^{1/2})^{1/2})``;
 * ``M > 2``: ``C = sum_{m present} W2^2(q_m, q_bar)`` with ``q_bar`` the W2 barycenter of the
-  row's present posteriors (uniform weights; for diagonal Gaussians the mean of the means and
-  the mean of the standard deviations). This is not the sum over pairs, which would weigh
-  each modality by ``M - 1``. (With both modalities present, the two-modality ``C`` equals
-  twice this barycentric sum.)
+  row's present posteriors (uniform weights; its mean is the mean of the means; diagonal: its
+  standard deviation is the mean of the standard deviations; full: its covariance is the
+  fixed point ``S = (1/K) sum_k (S^{1/2} S_k S^{1/2})^{1/2}``, iterated). This is not the sum
+  over pairs, which would weigh each modality by ``M - 1``. (With both modalities present,
+  the two-modality ``C`` equals twice this barycentric sum.)
 
 The loss minimised on a batch of ``B`` rows:
 
@@ -26,17 +39,21 @@ A modality missing from a row is left out of its ELBOs, of the barycenter and of
 zero gradient from that row. Cross-reconstruction (decoding one modality from another's
 posterior during training) is not part of this model.
 
-Factorised variant (``factorised=True``): each modality's latent is ``[private; shared]``
-(``latent_dim - shared_dim`` then ``shared_dim`` coordinates); the KL is over the whole
-latent, the consensus only over the shared coordinates.
+Factorised variant (``factorised=True``, diagonal posteriors only): each modality's latent is
+``[private; shared]`` (``latent_dim - shared_dim`` then ``shared_dim`` coordinates); the KL is
+over the whole latent, the consensus only over the shared coordinates. A full covariance is
+refused there: its private/shared cross-covariance ties the parts together, so neither the
+consensus on the shared marginal alone nor ``generate``'s mixing of one posterior's private
+part with the barycenter's shared part would be the same model.
 
 Inference from a subset: one present modality gives its own posterior; several give the W2
 barycenter of their posteriors (a posterior of the subset that every member is closest to on
 average in W2). ``transform`` returns its mean ``(N, latent_dim)`` (factorised: the shared
 part only, ``(N, shared_dim)``, since private coordinates of different modalities do not
-describe the same thing). ``generate`` decodes it; factorised: the target's private part
-comes from its own posterior where the target is present in the row, otherwise from the
-prior: its mean (zeros) by default, a draw from ``N(0, I)`` with ``sample=True``.
+describe the same thing). ``generate`` decodes it (or, with ``sample=True``, a draw from it,
+through ``L`` when full); factorised: the target's private part comes from its own posterior
+where the target is present in the row, otherwise from the prior: its mean (zeros) by
+default, a draw from ``N(0, I)`` with ``sample=True``.
 
 Defects of a public notebook of this model that are avoided here:
 
@@ -45,11 +62,12 @@ Defects of a public notebook of this model that are avoided here:
   (:func:`~modalign.nn.product_of_experts`) adds precisions;
 * its W2 term summed over the batch, had an exponent typo and an unsquared mean term; here
   :func:`~modalign.ot.gaussian_w2` gives ``|mu_a - mu_b|^2 + |sigma_a - sigma_b|^2`` per row
-  and the loss is averaged over the rows, like the ELBOs;
+  (diagonal) and the loss is averaged over the rows, like the ELBOs;
 * it used one network output as a standard deviation when sampling and as a log-variance in
   the KL; here it is a log-variance everywhere (sampling through
   :func:`~modalign.nn.reparameterise`, KL through :func:`~modalign.ot.kl_normal`, and
-  ``sigma = exp(0.5 logvar)`` for the W2 terms);
+  ``sigma = exp(0.5 logvar)`` for the W2 terms; full: ``s`` is the log of ``L_jj^2`` in the
+  sampler, the KL and the covariance alike);
 * it called ``backward`` twice per step; here the whole loss is one scalar with one backward.
 """
 
@@ -61,26 +79,28 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from modalign.methods._vae import MultimodalVAE, VAEConfig, VAEOutput
+from modalign.methods._vae import POSTERIORS, MultimodalVAE, VAEConfig, VAEOutput
 from modalign.nn.gaussian import reparameterise
 from modalign.ot.gaussian import gaussian_barycenter, gaussian_w2
 
 __all__ = ["COVARIANCES", "WVAE", "WVAEConfig", "masked_barycenter", "w2_consensus"]
 
-COVARIANCES = ("diagonal",)
+COVARIANCES = tuple(POSTERIORS)
 
 
 @dataclass
 class WVAEConfig(VAEConfig):
     """Settings of :class:`WVAE` (the shared ones: :class:`~modalign.methods._vae.VAEConfig`).
 
-    ``lambda_w2``: weight of the W2 consensus. ``covariance``: the posteriors' covariance
-    (only ``"diagonal"`` for now). ``factorised``: split each latent into private and shared
-    parts; ``shared_dim``: width of the shared part (default ``latent_dim // 2``; ignored when
-    not factorised).
+    ``lambda_w2``: weight of the W2 consensus (4, chosen among 1, 4, 16 and 64 by coherence on
+    digits-label, the development set; 64 collapsed the posteriors: ``scripts/vae_choices.py``).
+    ``covariance``: the posteriors' covariance, ``"diagonal"`` or ``"full"``
+    (:data:`COVARIANCES`). ``factorised``: split each latent into
+    private and shared parts (diagonal only); ``shared_dim``: width of the shared part
+    (default ``latent_dim // 2``; ignored when not factorised).
     """
 
-    lambda_w2: float = 1.0
+    lambda_w2: float = 4.0
     covariance: str = "diagonal"
     factorised: bool = False
     shared_dim: int | None = None
@@ -91,6 +111,12 @@ class WVAEConfig(VAEConfig):
             raise ValueError(f"lambda_w2 must be >= 0, got {self.lambda_w2}")
         if self.covariance not in COVARIANCES:
             raise ValueError(f"covariance must be one of {COVARIANCES}, got {self.covariance!r}")
+        if self.factorised and self.covariance == "full":
+            raise ValueError(
+                "factorised=True needs covariance='diagonal': a full covariance has "
+                "private/shared cross terms, so its private and shared parts are not separate "
+                "posteriors"
+            )
         if self.factorised:
             if self.shared_dim is None:
                 self.shared_dim = max(1, self.latent_dim // 2)
@@ -101,38 +127,51 @@ class WVAEConfig(VAEConfig):
                 )
 
 
-def masked_barycenter(mu: Tensor, std: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
-    """Per row, the W2 barycenter (uniform weights) of the present diagonal Gaussians.
+def masked_barycenter(
+    mu: Tensor, cov: Tensor, present: Tensor, *, diagonal: bool = True
+) -> tuple[Tensor, Tensor]:
+    """Per row, the W2 barycenter (uniform weights) of the present Gaussians.
 
     Rows are grouped by their pattern of present modalities and each group goes through
     :func:`~modalign.ot.gaussian_barycenter` with only its present Gaussians, so a missing one
-    is never read (exactly zero gradient, whatever its values).
+    is never read (exactly zero gradient, whatever its values). A row with one present
+    Gaussian gets that Gaussian itself (exactly; no fixed-point iteration).
 
     Args:
-        mu, std: ``(B, M, d)`` means and standard deviations.
+        mu: ``(B, M, d)`` means.
+        cov: ``(B, M, d)`` standard deviations (``diagonal=True``) or ``(B, M, d, d)``
+            covariances (``diagonal=False``).
         present: ``(B, M)`` bool.
 
     Returns:
-        ``(mean (B, d), std (B, d))``; zeros in rows with nothing present.
+        ``(mean (B, d), cov)`` with ``cov`` ``(B, d)`` standard deviations or ``(B, d, d)``
+        covariances, as given; zeros in rows with nothing present.
     """
     b, _, d = mu.shape
-    mean_out, std_out = mu.new_zeros(b, d), std.new_zeros(b, d)
+    mean_out, cov_out = mu.new_zeros(b, d), cov.new_zeros(b, *cov.shape[2:])
     for pattern in torch.unique(present, dim=0):
         if not bool(pattern.any()):
             continue
         rows = (present == pattern).all(1).nonzero()[:, 0]
         cols = pattern.nonzero()[:, 0]
-        mean, sd = gaussian_barycenter(mu[rows][:, cols], std[rows][:, cols], diagonal=True)
+        if len(cols) == 1:
+            mean, spread = mu[rows, cols[0]], cov[rows, cols[0]]
+        else:
+            mean, spread = gaussian_barycenter(
+                mu[rows][:, cols], cov[rows][:, cols], diagonal=diagonal
+            )
         mean_out = mean_out.index_put((rows,), mean)
-        std_out = std_out.index_put((rows,), sd)
-    return mean_out, std_out
+        cov_out = cov_out.index_put((rows,), spread)
+    return mean_out, cov_out
 
 
-def w2_consensus(mu: Tensor, std: Tensor, present: Tensor) -> Tensor:
+def w2_consensus(mu: Tensor, cov: Tensor, present: Tensor, *, diagonal: bool = True) -> Tensor:
     """The consensus ``C`` of the module docstring, per row.
 
     Args:
-        mu, std: ``(B, M, d)`` means and standard deviations of the diagonal posteriors.
+        mu: ``(B, M, d)`` means of the posteriors.
+        cov: ``(B, M, d)`` their standard deviations (``diagonal=True``) or ``(B, M, d, d)``
+            their covariances (``diagonal=False``).
         present: ``(B, M)`` bool.
 
     Returns:
@@ -143,11 +182,11 @@ def w2_consensus(mu: Tensor, std: Tensor, present: Tensor) -> Tensor:
     if m < 2:
         raise ValueError(f"the consensus needs at least 2 modalities, got {m}")
     if m == 2:
-        w2 = gaussian_w2(mu[:, 0], std[:, 0], mu[:, 1], std[:, 1], diagonal=True)
+        w2 = gaussian_w2(mu[:, 0], cov[:, 0], mu[:, 1], cov[:, 1], diagonal=diagonal)
         return torch.where(present.all(1), w2, 0.0)
-    bar_mu, bar_std = masked_barycenter(mu, std, present)
+    bar_mu, bar_cov = masked_barycenter(mu, cov, present, diagonal=diagonal)
     w2 = gaussian_w2(
-        mu, std, bar_mu[:, None].expand_as(mu), bar_std[:, None].expand_as(std), diagonal=True
+        mu, cov, bar_mu[:, None].expand_as(mu), bar_cov[:, None].expand_as(cov), diagonal=diagonal
     )
     return torch.where(present, w2, 0.0).sum(1)
 
@@ -163,6 +202,11 @@ class WVAE(MultimodalVAE):
 
     def __init__(self, config: WVAEConfig | None = None, random_state: int = 0):
         super().__init__(config or WVAEConfig(), random_state)
+
+    @property
+    def posterior_family(self) -> type:
+        """Diagonal or full posteriors, from ``config.covariance`` (see :data:`POSTERIORS`)."""
+        return POSTERIORS[self.config.covariance]
 
     def _shared(self) -> slice:
         """The latent coordinates the consensus compares (all, unless factorised)."""
@@ -190,27 +234,35 @@ class WVAE(MultimodalVAE):
             over modalities) and ``w2`` (the consensus), batch means.
         """
         beta = self.config.beta if beta is None else float(beta)
-        mu, logvar = self.encode(xs)
+        family = self.posterior_family
+        mu, scale = self.encode(xs)
         b = mu.shape[0]
         recon_total = kl_total = mu.new_zeros(b)
         for m in range(len(xs)):
-            recon, kl = self.elbo(mu[:, m], logvar[:, m], xs, present, [m], generator)
+            recon, kl = self.elbo(mu[:, m], scale[:, m], xs, present, [m], generator)
             recon_total = recon_total + recon  # already 0 where m is missing
             kl_total = kl_total + torch.where(present[:, m], kl, 0.0)
+        # only diagonal posteriors are ever factorised: for full ones this is slice(None)
         shared = self._shared()
-        std = torch.exp(0.5 * logvar)
-        consensus = w2_consensus(mu[..., shared], std[..., shared], present)
+        consensus = w2_consensus(
+            mu[..., shared], family.w2_form(scale[..., shared]), present, diagonal=family.diagonal
+        )
         per_row = -(recon_total - beta * kl_total) + self.config.lambda_w2 * consensus
         terms = {"recon": recon_total.mean(), "kl": kl_total.mean(), "w2": consensus.mean()}
         return VAEOutput(loss=per_row.mean(), terms={k: v.detach() for k, v in terms.items()})
 
     def posterior(self, xs: Sequence[Tensor], present: Tensor) -> tuple[Tensor, Tensor]:
         """The W2 barycenter of the present posteriors (one present: its own posterior):
-        ``(mu, logvar)``, each ``(B, latent_dim)``. Factorised, the private coordinates are
-        averaged too and mean little; see :meth:`transform` and :meth:`generate`."""
-        mu, logvar = self.encode(xs)
-        bar_mu, bar_std = masked_barycenter(mu, torch.exp(0.5 * logvar), present)
-        return bar_mu, 2 * torch.log(bar_std)
+        ``(mu (B, latent_dim), scale)``, ``scale`` its ``logvar`` ``(B, latent_dim)`` or, full,
+        the Cholesky factor ``(B, latent_dim, latent_dim)`` of its covariance. Factorised, the
+        private coordinates are averaged too and mean little; see :meth:`transform` and
+        :meth:`generate`."""
+        family = self.posterior_family
+        mu, scale = self.encode(xs)
+        bar_mu, bar = masked_barycenter(
+            mu, family.w2_form(scale), present, diagonal=family.diagonal
+        )
+        return bar_mu, family.from_w2_form(bar)
 
     def _representation(self, xs: Sequence[Tensor], present: Tensor) -> Tensor:
         return self.posterior(xs, present)[0][:, self._shared()]

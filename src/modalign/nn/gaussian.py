@@ -8,7 +8,9 @@ meaning throughout, and sampling only through :func:`reparameterise`, rules that
 
 * :func:`product_of_experts` fuses per-modality Gaussian posteriors (MVAE, Wu and Goodman
   2018), skipping missing modalities.
-* :class:`GaussianEncoder` puts ``mu`` and ``logvar`` heads on any feature network.
+* :class:`GaussianEncoder` puts ``mu`` and ``logvar`` heads on any feature network;
+  :class:`FullGaussianEncoder` adds the strictly-lower entries of a Cholesky factor ``L``
+  (full covariance ``L L^T``, sampled by :func:`reparameterise_tril`).
 * :class:`BernoulliDecoder`, :class:`GaussianDecoder`, :class:`CategoricalDecoder` (built by
   name with :func:`make_decoder`) share one interface: ``decoder(z) -> params``,
   ``log_likelihood(params, x) -> (B,)``, ``mean(params) -> (B, D)`` and ``check(x, what)``.
@@ -26,12 +28,14 @@ __all__ = [
     "DECODERS",
     "BernoulliDecoder",
     "CategoricalDecoder",
+    "FullGaussianEncoder",
     "GaussianDecoder",
     "GaussianEncoder",
     "LikelihoodDecoder",
     "make_decoder",
     "product_of_experts",
     "reparameterise",
+    "reparameterise_tril",
 ]
 
 
@@ -50,6 +54,25 @@ def reparameterise(mu: Tensor, logvar: Tensor, generator: torch.Generator | None
         )
     eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
     return mu + torch.exp(0.5 * logvar) * eps
+
+
+def reparameterise_tril(
+    mu: Tensor, scale_tril: Tensor, generator: torch.Generator | None = None
+) -> Tensor:
+    """A differentiable sample of ``N(mu, L L^T)``: ``mu + L eps``, ``L = scale_tril``.
+
+    ``eps ~ N(0, I)`` is drawn exactly as in :func:`reparameterise` (shape of ``mu``, from
+    ``generator``), so a diagonal ``L = diag(exp(0.5 logvar))`` gives the same sample.
+    Shapes: ``mu`` (..., d), ``scale_tril`` (..., d, d) lower-triangular; returns (..., d).
+    """
+    d = mu.shape[-1]
+    if scale_tril.shape != (*mu.shape, d):
+        raise ValueError(
+            f"scale_tril must have shape {(*mu.shape, d)} for mu of shape {tuple(mu.shape)}, "
+            f"got {tuple(scale_tril.shape)}"
+        )
+    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+    return mu + (scale_tril @ eps[..., None])[..., 0]
 
 
 def product_of_experts(
@@ -126,9 +149,42 @@ class GaussianEncoder(nn.Module):
         self.logvar = nn.Linear(body_dim, latent_dim)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.body(x)
+        return self._heads(self.body(x))
+
+    def _heads(self, h: Tensor) -> tuple[Tensor, Tensor]:
         low, high = self.LOGVAR_RANGE
         return self.mu(h), self.logvar(h).clamp(low, high)
+
+
+class FullGaussianEncoder(GaussianEncoder):
+    """``x (B, D) -> (mu (B, d), L (B, d, d))``: a full-covariance posterior ``N(mu, L L^T)``.
+
+    ``L`` is lower-triangular with diagonal ``exp(0.5 s)``, where ``s`` is the clamped output
+    of the inherited ``logvar`` head (the log of ``L_jj^2``; the variance ``S_jj`` itself is
+    ``sum_k L_jk^2``), and strictly-lower entries from a linear head ``lower`` with
+    ``d (d - 1) / 2`` outputs, filled row by row (``torch.tril_indices(d, d, -1)``). That
+    head starts at zero (weights and bias, drawing nothing from the random stream), so a new
+    encoder gives diagonal, near-isotropic posteriors and, built from the same seed, the same
+    ``mu`` and ``s`` as a :class:`GaussianEncoder`.
+    """
+
+    def __init__(self, body: nn.Module, body_dim: int, latent_dim: int):
+        super().__init__(body, body_dim, latent_dim)
+        n_lower = latent_dim * (latent_dim - 1) // 2
+        self.lower = nn.utils.skip_init(nn.Linear, body_dim, n_lower)
+        nn.init.zeros_(self.lower.weight)
+        nn.init.zeros_(self.lower.bias)
+        self.register_buffer(
+            "lower_index", torch.tril_indices(latent_dim, latent_dim, -1), persistent=False
+        )
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.body(x)
+        mu, s = self._heads(h)
+        rows, cols = self.lower_index
+        strict = mu.new_zeros(*mu.shape, self.latent_dim)
+        strict[..., rows, cols] = self.lower(h)
+        return mu, torch.diag_embed(torch.exp(0.5 * s)) + strict
 
 
 class LikelihoodDecoder(nn.Module):

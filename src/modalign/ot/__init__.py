@@ -11,7 +11,7 @@ from modalign.ot.barycenter import (
     wasserstein_barycenter,
 )
 from modalign.ot.entropic import round_to_marginals, sinkhorn
-from modalign.ot.gaussian import gaussian_barycenter, gaussian_w2, kl_normal
+from modalign.ot.gaussian import gaussian_barycenter, gaussian_w2, kl_normal, kl_normal_full
 from modalign.ot.gromov import (
     fgw_objective,
     fused_gromov_wasserstein,
@@ -29,6 +29,7 @@ from modalign.ot.structure import (
     sq_distances,
     sqeuclidean_lowrank,
 )
+from modalign.ot.token import token_alignment_loss, token_cost, token_ot
 
 __all__ = [
     "Barycenter",
@@ -46,11 +47,15 @@ __all__ = [
     "gromov_wasserstein2",
     "kernel_structure",
     "kl_normal",
+    "kl_normal_full",
     "linearized_cost",
     "normalize_structure",
     "round_to_marginals",
     "sinkhorn",
     "sq_distances",
     "sqeuclidean_lowrank",
+    "token_alignment_loss",
+    "token_cost",
+    "token_ot",
     "wasserstein_barycenter",
 ]

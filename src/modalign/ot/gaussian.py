@@ -1,4 +1,4 @@
-"""Closed-form 2-Wasserstein distance between Gaussians."""
+"""Closed-form 2-Wasserstein distances and barycenters of Gaussians, and Gaussian KLs."""
 
 from __future__ import annotations
 
@@ -232,3 +232,24 @@ def kl_normal(
     inv_var_p = torch.exp(-lv_p)
     terms = lv_p - logvar + torch.exp(logvar - lv_p) + (mu - mu_p) ** 2 * inv_var_p - 1
     return 0.5 * terms.sum(-1)
+
+
+def kl_normal_full(mu: torch.Tensor, scale_tril: torch.Tensor) -> torch.Tensor:
+    """``KL(N(mu, L L^T) || N(0, I))`` for a lower-triangular Cholesky factor ``L``.
+
+    ``KL = 0.5 (tr S + |mu|^2 - d - log det S)`` with ``S = L L^T``, ``tr S = |L|_F^2`` and
+    ``log det S = 2 sum_j log L_jj``; only the lower triangle of ``scale_tril`` is read and
+    its diagonal must be positive. Shapes: ``mu`` (..., d), ``scale_tril`` (..., d, d);
+    returns (...,). With a diagonal ``L = diag(exp(0.5 logvar))`` it is
+    :func:`kl_normal` ``(mu, logvar)``.
+    """
+    d = mu.shape[-1]
+    if scale_tril.shape != (*mu.shape, d):
+        raise ValueError(
+            f"scale_tril must have shape {(*mu.shape, d)} for mu of shape {tuple(mu.shape)}, "
+            f"got {tuple(scale_tril.shape)}"
+        )
+    tril = torch.tril(scale_tril)
+    log_diag = torch.log(torch.diagonal(tril, dim1=-2, dim2=-1))
+    trace = (tril**2).sum((-2, -1))
+    return 0.5 * (trace + (mu**2).sum(-1) - d - 2 * log_diag.sum(-1))
