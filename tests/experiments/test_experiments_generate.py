@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import modalign.experiments.generate as gen
 from modalign.cli import app
 from modalign.experiments.generate import (
-    LEARNED,
+    DEFAULT_METHODS,
     REFERENCES,
     RESULT_KEYS,
     markdown,
@@ -47,14 +47,14 @@ def test_sources_of_every_other_modality_then_all():
 def test_records_have_the_keys_and_every_source_and_target(digits_run):
     out, records = digits_run
     assert records and all(tuple(r) == RESULT_KEYS for r in records)
-    assert {r["method"] for r in records} == {*LEARNED, *REFERENCES}
+    assert {r["method"] for r in records} == {*DEFAULT_METHODS, *REFERENCES}
     assert {(r["dataset"], r["seed"]) for r in records} == {("digits-label", 0)}
     pairs = sorted((list(s), t) for t in range(2) for s in sources_of(t, 2))
-    for method in (*LEARNED, "vae-untrained", "majority"):
+    for method in (*DEFAULT_METHODS, "vae-untrained", "majority"):
         got = _by(records, method=method, metric="coherence")
         assert sorted((r["source"], r["target"]) for r in got) == pairs, method
         assert all(0.0 <= r["value"] <= 1.0 for r in got), method
-    for method in (*LEARNED, "vae-untrained"):
+    for method in (*DEFAULT_METHODS, "vae-untrained"):
         (joint,) = _by(records, method=method, metric="joint_coherence")
         assert (joint["source"], joint["target"]) == ([], None)
         assert 0.0 <= joint["value"] <= 1.0
@@ -87,7 +87,7 @@ def test_results_files(digits_run):
     assert "| method | label -> image | all -> image | image -> label | all -> label |" in md
     assert "## Prior samples and test likelihood" in md
     assert "## Classifiers of real data (test accuracy)" in md
-    for method in (*LEARNED, "vae-untrained"):
+    for method in (*DEFAULT_METHODS, "vae-untrained"):
         assert f"| {method} |" in md
         for kind in ("grid", "latent"):
             png = out / f"{kind}-{method}.png"
@@ -117,7 +117,7 @@ def test_a_rerun_trains_nothing_and_other_settings_are_refused(digits_run, monke
 
 
 def test_bad_arguments(tmp_path):
-    choices = r"choose from \['mvae', 'wvae', 'wvae-factorised'\]"
+    choices = r"choose from \['mvae', 'wvae', 'wvae-factorised', 'wvae-full'\]"
     with pytest.raises(ValueError, match=rf"unknown method\(s\) \['pca'\]: {choices}"):
         run_generate("digits-label", methods=["mvae", "pca"], out=tmp_path / "o")
     with pytest.raises(ValueError, match="n_prior must be positive, got 0"):

@@ -19,7 +19,8 @@ def generate(
     ),
     methods: str = typer.Option(
         "mvae,wvae,wvae-factorised",
-        help="Comma-separated VAEs: mvae, wvae, wvae-factorised. vae-untrained, the "
+        help="Comma-separated VAEs: mvae, wvae, wvae-factorised, wvae-full (full covariances). "
+        "vae-untrained, the "
         "classifiers of real data and majority always run.",
     ),
     seeds: int = typer.Option(5, min=1, help="Seeds 0..N-1; tables show mean ± std."),

@@ -23,7 +23,8 @@ def represent(
         "gmc",
         help="Comma-separated: gmc, gmc-untrained (the same network, untrained), otm, mvae "
         "(product-of-experts posterior mean), wvae (W2 barycenter posterior mean), "
-        "wvae-factorised (its shared part), vae-untrained (an MVAE at its initial weights). "
+        "wvae-factorised (its shared part), wvae-full (full covariances), vae-untrained (an MVAE "
+        "at its initial weights). "
         "majority, raw and supervised always run.",
     ),
     seeds: int = typer.Option(5, min=1, help="Seeds 0..N-1; tables show mean ± std."),

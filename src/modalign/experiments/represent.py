@@ -109,13 +109,13 @@ from modalign.train import keyed_checkpoint, save_checkpoint
 
 RESULT_KEYS = ("dataset", "method", "seed", "subset", "probe", "metric", "value")
 #: Methods trained without labels, judged through the probes.
-LEARNED = ("gmc", "gmc-untrained", "otm", "mvae", "wvae", "wvae-factorised", "vae-untrained")
+LEARNED = ("gmc", "gmc-untrained", "otm", *VAES, "vae-untrained")
 #: GMC and its untrained reference (the same network at its initial weights): one space for
 #: every subset of modalities, so the geometric measures apply.
 GMC_METHODS = ("gmc", "gmc-untrained")
 #: The multimodal VAEs and their untrained reference (an MVAE at its initial weights): the
 #: posterior mean from the present modalities (module docstring).
-VAE_METHODS = ("mvae", "wvae", "wvae-factorised", "vae-untrained")
+VAE_METHODS = (*VAES, "vae-untrained")
 #: Always in the table: trivial, raw-feature and supervised references.
 REFERENCES = ("majority", "raw", "supervised")
 METHODS = (*LEARNED, "raw")
@@ -131,6 +131,7 @@ TABLE_ORDER = (
     "mvae",
     "wvae",
     "wvae-factorised",
+    "wvae-full",
     "vae-untrained",
     "otm",
     "raw",

@@ -12,6 +12,7 @@ VAES = {
     "mvae": (MVAE, MVAEConfig, {}),
     "wvae": (WVAE, WVAEConfig, {}),
     "wvae-factorised": (WVAE, WVAEConfig, {"factorised": True}),
+    "wvae-full": (WVAE, WVAEConfig, {"covariance": "full"}),
 }
 
 
