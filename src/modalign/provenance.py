@@ -84,11 +84,12 @@ def data_fingerprint(*datasets: Any) -> str:
     """sha256 (hex) of the arrays of one or more :class:`~modalign.data.MultiViewDataset`
     (several: e.g. fixed train / val / test splits, hashed in the order given).
 
-    Hashed per dataset: the view names, each view ``(N_v, D_v)`` as stored, the labels, each
-    view's ``(N_v,)`` sample identities and the ``(n_samples, V)`` missing-view mask, each as
-    ``tag dtype shape`` then its bytes. It depends on the loaded contents only, not on the
-    file's name or path: a file with the same name and other values differs, and the same
-    values read from another copy agree.
+    Hashed per dataset: the view names, each view ``(N_v, D_v)`` (or ``(N_v, T_v, d_v)``) as
+    stored, the labels, each view's ``(N_v,)`` sample identities, the ``(n_samples, V)``
+    missing-view mask and, for each token view, its ``(N_v, T_v)`` token mask, each as
+    ``tag dtype shape`` then its bytes (a dataset without token views hashes as it always did).
+    It depends on the loaded contents only, not on the file's name or path: a file with the
+    same name and other values differs, and the same values read from another copy agree.
     """
     if not datasets:
         raise ValueError("data_fingerprint needs at least one dataset")
@@ -101,6 +102,9 @@ def data_fingerprint(*datasets: Any) -> str:
         for v, ids in enumerate(ds.ids):
             _update(h, f"ids {v}", ids)
         _update(h, "mask", ds.mask)
+        for v, tm in enumerate(getattr(ds, "token_masks", None) or []):
+            if tm is not None:
+                _update(h, f"token mask {v}", tm)
     return h.hexdigest()
 
 

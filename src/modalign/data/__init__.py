@@ -11,12 +11,23 @@ Typical use::
     test = drop_modalities(unalign(prep.transform(test), rate=0.5, seed=0), rate=0.25, seed=0)
 """
 
-from modalign.data.audio import AudioFeatures, log_mel_spectrogram, mel_filterbank, mfcc
+from modalign.data.audio import (
+    AudioFeatures,
+    frame_count,
+    log_mel_frames,
+    log_mel_spectrogram,
+    mel_filterbank,
+    mfcc,
+    waves_to_frames,
+)
 from modalign.data.builtin import (
     AVDIGITS_FSDD_INDICES,
     avdigits_pairs,
     digit_split_indices,
+    fsdd_max_frames,
+    image_patches,
     load_avdigits,
+    load_avdigits_tokens,
     load_digits_label,
     load_digits_views,
     load_mnist,
@@ -72,8 +83,12 @@ __all__ = [
     "drop_modalities",
     "encode_labels",
     "fetch",
+    "frame_count",
+    "fsdd_max_frames",
     "get_info",
+    "image_patches",
     "load_avdigits",
+    "load_avdigits_tokens",
     "load_dataset",
     "load_digits_label",
     "load_digits_views",
@@ -86,10 +101,12 @@ __all__ = [
     "load_registered",
     "load_wav",
     "locate",
+    "log_mel_frames",
     "log_mel_spectrogram",
     "make_transform",
     "mel_filterbank",
     "mfcc",
     "sha256_file",
     "unalign",
+    "waves_to_frames",
 ]

@@ -20,13 +20,16 @@ __all__ = [
     "AudioFeatures",
     "dct_matrix",
     "fix_length",
+    "frame_count",
     "hz_to_mel",
+    "log_mel_frames",
     "log_mel_spectrogram",
     "mel_filterbank",
     "mel_to_hz",
     "mfcc",
     "power_spectrogram",
     "waves_to_features",
+    "waves_to_frames",
 ]
 
 
@@ -229,3 +232,53 @@ def waves_to_features(
             feats = torch.stack([mean, var.sqrt()], dim=1)
         out[start : start + len(part)] = feats.reshape(len(part), -1).numpy()
     return out
+
+
+def frame_count(n_samples: int, config: AudioFeatures | None = None) -> int:
+    """Frames :func:`waves_to_frames` gives a recording of ``n_samples`` samples:
+    ``1 + (max(n_samples, n_fft) - n_fft) // hop`` (a recording shorter than one window is
+    zero-padded to one window; trailing samples that do not fill a whole hop are dropped)."""
+    cfg = config or AudioFeatures()
+    return 1 + (max(int(n_samples), cfg.n_fft) - cfg.n_fft) // cfg.hop
+
+
+def waves_to_frames(
+    waves: Sequence[np.ndarray],
+    sample_rate: int,
+    config: AudioFeatures | None = None,
+    *,
+    chunk: int = 512,
+) -> list[np.ndarray]:
+    """Each recording's own frame sequence: a list of ``(n_i, bands)`` float32 arrays.
+
+    The same features as :func:`waves_to_features` (``config.kind``, ``n_fft``, ``hop``,
+    ``n_mels`` / ``n_mfcc``, peak normalisation) but neither cropped nor padded to
+    ``config.n_frames`` (``pooling`` and ``n_frames`` are ignored): frame ``t`` covers samples
+    ``[t * hop, t * hop + n_fft)`` of the recording, and ``n_i = frame_count(len(wave))``.
+    Recordings are right-padded to a common length ``chunk`` at a time for one batched STFT;
+    the frames inside a recording's own samples do not see the padding.
+    """
+    cfg = config or AudioFeatures()
+    cfg.validate()
+    waves = list(waves)
+    if cfg.normalize:
+        waves = [w / max(float(np.abs(w).max(initial=0.0)), 1e-8) for w in waves]
+    out: list[np.ndarray] = []
+    for start in range(0, len(waves), chunk):
+        part = waves[start : start + chunk]
+        lengths = np.array([max(len(w), cfg.n_fft) for w in part])
+        batch = np.zeros((len(part), int(lengths.max())), dtype=np.float32)
+        for i, w in enumerate(part):
+            batch[i, : len(w)] = w
+        bands = _bands(torch.from_numpy(batch), sample_rate, cfg).numpy()  # (B, bands, frames)
+        for i, w in enumerate(part):
+            n = frame_count(len(w), cfg)
+            out.append(np.ascontiguousarray(bands[i, :, :n].T, dtype=np.float32))
+    return out
+
+
+def log_mel_frames(
+    wave: np.ndarray, sample_rate: int, config: AudioFeatures | None = None
+) -> np.ndarray:
+    """One recording's frames ``(frame_count(len(wave)), bands)`` (see :func:`waves_to_frames`)."""
+    return waves_to_frames([wave], sample_rate, config)[0]

@@ -32,6 +32,19 @@ FSDD speech) and ``mnist-label`` (MNIST images + labels).
     Either pairing depends only on the file names, the MNIST order and ``seed``: the same call
     gives the same pairs. :func:`avdigits_pairs` returns them.
 
+``avdigits-tokens``
+    ``avdigits`` as token sequences (:func:`load_avdigits_tokens`), the same splits, pairs and
+    labels for the same ``split``, ``seed`` and ``pairing``. View ``image``: the 28x28 image as
+    7 x 7 patches of 4 x 4 pixels in row-major order, ``(N, 49, 16)`` in [0, 1] (patch ``k`` is
+    ``image[4*(k//7):4*(k//7)+4, 4*(k%7):4*(k%7)+4].ravel()``), kind ``image``, every token
+    real. View ``audio``: each recording's log-mel frames (32 bands, 256-sample window, hop 128
+    at 8 kHz: the settings of :class:`~modalign.data.AudioFeatures`) as tokens, neither cropped
+    nor padded to a fixed count: ``(N, T_max, 32)`` with a token mask whose first
+    :func:`~modalign.data.audio.frame_count` entries of each row are True. ``T_max`` is the
+    largest frame count over ALL FSDD recordings (not only the split's), so every split has the
+    same ``T_max``: 141 for the 3,000 recordings at the default settings (frame counts: min 7,
+    median 25, max 141; 99 % of the recordings have at most 56 frames).
+
 ``avdigits-label``
     ``avdigits`` with the label as a third view, :data:`LABEL_VIEW` (``"label"``): the one-hot
     digit, ``(N, 10)``, kind ``features`` (``load_avdigits(..., label_view=True)``).
@@ -73,7 +86,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from modalign.data.audio import AudioFeatures, waves_to_features
+from modalign.data.audio import AudioFeatures, frame_count, waves_to_features, waves_to_frames
 from modalign.data.dataset import MultiViewDataset
 from modalign.data.errors import DataError, MissingDataError
 from modalign.data.loaders import load_idx, load_wav
@@ -90,7 +103,10 @@ __all__ = [
     "avdigits_pairs",
     "digit_split_indices",
     "find_fsdd",
+    "fsdd_max_frames",
+    "image_patches",
     "load_avdigits",
+    "load_avdigits_tokens",
     "load_digits_label",
     "load_digits_views",
     "load_mnist",
@@ -362,6 +378,109 @@ def load_avdigits(
         kinds=kinds,
         shapes=shapes,
         source=f"{name}[{split}{detail}]",
+        dtype=dtype,
+    )
+
+
+def _wav_length(path: Path) -> int:
+    """Samples of one channel of a WAV file, from its header when the standard library can read
+    it (PCM), else by reading it."""
+    import wave
+
+    try:
+        with wave.open(str(path), "rb") as f:
+            return int(f.getnframes())
+    except (wave.Error, EOFError, OSError):
+        return len(load_wav(path)[1])
+
+
+def fsdd_max_frames(data_dir: str | Path | None = None, audio: AudioFeatures | None = None) -> int:
+    """The largest frame count (:func:`~modalign.data.audio.frame_count`) over every FSDD
+    recording named ``{digit}_{speaker}_{index}.wav``: the token count ``T_max`` of the audio
+    view of ``avdigits-tokens``, equal for every split (141 at the default settings)."""
+    cfg = audio or AudioFeatures()
+    folder = find_fsdd(data_dir)
+    lengths = [_wav_length(p) for p in folder.glob("*.wav") if _WAV_NAME.match(p.name)]
+    if not lengths:
+        raise MissingDataError(f"{folder}: no recordings named {{digit}}_{{speaker}}_{{index}}.wav")
+    return frame_count(max(lengths), cfg)
+
+
+def image_patches(images: np.ndarray, patch: int = 4) -> np.ndarray:
+    """``(N, H, W)`` images to ``(N, (H/patch) * (W/patch), patch * patch)`` patch tokens, the
+    patches in row-major order: token ``k`` is the block of patch-row ``k // (W/patch)`` and
+    patch-column ``k % (W/patch)``, flattened row by row."""
+    n, h, w = images.shape
+    if h % patch or w % patch:
+        raise DataError(f"images of {h}x{w} pixels do not split into {patch}x{patch} patches")
+    grid = images.reshape(n, h // patch, patch, w // patch, patch).transpose(0, 1, 3, 2, 4)
+    return grid.reshape(n, (h // patch) * (w // patch), patch * patch)
+
+
+def load_avdigits_tokens(
+    split: Split = "train",
+    data_dir: str | Path | None = None,
+    *,
+    audio: AudioFeatures | None = None,
+    seed: int = 0,
+    pairing: Pairing = "recordings",
+    dtype: torch.dtype = torch.float32,
+) -> MultiViewDataset:
+    """avdigits as token sequences (``avdigits-tokens``; see the module docstring).
+
+    Args:
+        split, data_dir, seed, pairing: as :func:`load_avdigits`, which gives the same pairs
+            and labels row for row.
+        audio: the frame features (default :class:`~modalign.data.AudioFeatures`: 32 log-mel
+            bands, window 256, hop 128); ``pooling`` and ``n_frames`` are ignored, since every
+            recording keeps all its frames.
+
+    Returns:
+        Token views ``image`` ``(N, 49, 16)`` in [0, 1] (4x4 patches in row-major order, kind
+        ``image``, every token real) and ``audio`` ``(N, T_max, bands)`` (kind ``audio``)
+        whose token mask marks each row's first ``frame_count(len(recording))`` frames as
+        real and the rest as padding (zeros); ``T_max`` = :func:`fsdd_max_frames`, the same
+        for every split. Labels: the digits.
+    """
+    _check_pairing(pairing)
+    cfg = audio or AudioFeatures()
+    cfg.validate()
+    pairs = avdigits_pairs(split, data_dir, seed=seed, pairing=pairing)
+    images, _ = load_mnist(data_dir)
+    image_view = image_patches(images[[img for _, img, _ in pairs]] / 255.0, 4)
+    distinct = list(dict.fromkeys(path for path, _, _ in pairs))
+    row_of = {path: k for k, path in enumerate(distinct)}
+    waves, rates = [], set()
+    for path in distinct:
+        rate, wave = load_wav(path)
+        rates.add(rate)
+        waves.append(wave)
+    if len(rates) != 1:
+        raise DataError(f"avdigits-tokens: recordings have different sample rates {sorted(rates)}")
+    frames = waves_to_frames(waves, rates.pop(), cfg)
+    t_max = fsdd_max_frames(data_dir, cfg)
+    longest = max(f.shape[0] for f in frames)
+    if longest > t_max:  # only if a file changed between the two reads
+        raise DataError(f"avdigits-tokens: a recording has {longest} frames, above T_max={t_max}")
+    bands = frames[0].shape[1]
+    audio_view = np.zeros((len(pairs), t_max, bands), dtype=np.float32)
+    token_mask = np.zeros((len(pairs), t_max), dtype=bool)
+    for r, (path, _, _) in enumerate(pairs):
+        f = frames[row_of[path]]
+        audio_view[r, : f.shape[0]] = f
+        token_mask[r, : f.shape[0]] = True
+    labels = np.array([d for _, _, d in pairs], dtype=np.int64)
+    detail = ", per image" if pairing == "images" else ""
+    return MultiViewDataset(
+        [image_view, audio_view],
+        labels,
+        names=["image", "audio"],
+        kinds=["image", "audio"],
+        # No token shape: code that reads shapes[v] as an image row shape must not take a
+        # 4x4 patch for one (the patch layout is documented instead).
+        shapes=[None, None],
+        token_masks=[None, token_mask],
+        source=f"avdigits-tokens[{split}{detail}]",
         dtype=dtype,
     )
 

@@ -3,6 +3,11 @@
 Every function returns a new :class:`MultiViewDataset` (the input is never modified), is
 deterministic given ``seed`` (NumPy ``default_rng``), and composes with the others, e.g.
 ``add_noise(drop_modalities(unalign(ds, 0.5, seed=0), 0.25, seed=1), 0.5, seed=2)``.
+
+Token views ``(N, T, d)`` (see :class:`~modalign.data.MultiViewDataset`) are handled by all
+three: ``unalign`` moves each row's token mask with the row, ``drop_modalities`` acts on the
+missing-view mask alone (a missing row is zeroed; its token mask is kept), and ``add_noise``
+corrupts real tokens only; padded tokens stay zero.
 """
 
 from __future__ import annotations
@@ -40,10 +45,14 @@ def _view_indices(ds: MultiViewDataset, views: Sequence[int | str] | None) -> li
 
 
 def _zero_missing(ds: MultiViewDataset, views: list[Tensor]) -> list[Tensor]:
+    """Missing rows set to zero, and padded tokens of token views set to zero."""
     out = []
     for v, x in enumerate(views):
         observed = ds.row_mask(v)
-        out.append(x if bool(observed.all()) else x * observed[:, None].to(x.dtype))
+        keep = observed.reshape(-1, *([1] * (x.ndim - 1)))
+        if x.ndim == 3 and ds.token_masks[v] is not None:
+            keep = keep & ds.token_masks[v][..., None]
+        out.append(x if bool(keep.all()) else x * keep.to(x.dtype))
     return out
 
 
@@ -54,24 +63,26 @@ def unalign(ds: MultiViewDataset, rate: float, seed: int = 0) -> MultiViewDatase
     independently (rate 1: no known correspondence at all; a few rows may still match by chance).
     The permuted positions are marked not ``paired``; the per-view identities (``ds.ids``) follow
     the rows, so the truth stays available for evaluation, and labels and missing-view mask, being
-    indexed by identity, are unaffected. Needs views with equal row counts.
+    indexed by identity, are unaffected. The token mask of a token view moves with its rows.
+    Needs views with equal row counts.
     """
     rate = _check_rate(rate)
     n = ds.n_rows
     rng = np.random.default_rng(seed)
     k = int(round(rate * n))
     chosen = np.sort(rng.choice(n, size=k, replace=False))
-    views, ids = [], []
-    for x, idv in zip(ds.views, ds.ids, strict=True):
+    views, ids, token_masks = [], [], []
+    for x, idv, tm in zip(ds.views, ds.ids, ds.token_masks, strict=True):
         rows = np.arange(n)
         rows[chosen] = chosen[rng.permutation(k)]
         r = torch.from_numpy(rows).to(x.device)
         views.append(x[r])
         ids.append(idv[r])
+        token_masks.append(None if tm is None else tm[r])
     shuffled = torch.zeros(n, dtype=torch.bool, device=ds.device)
     shuffled[torch.from_numpy(chosen).to(ds.device)] = True
     assert ds.paired is not None  # equal row counts, checked by n_rows
-    return ds._copy(views=views, ids=ids, paired=ds.paired & ~shuffled)
+    return ds._copy(views=views, ids=ids, paired=ds.paired & ~shuffled, token_masks=token_masks)
 
 
 def drop_modalities(
@@ -87,8 +98,10 @@ def drop_modalities(
     of the selected ``views`` (default: all), drawn uniformly among the entries that may go:
     every sample keeps at least one observed view (for a sample observed only in selected views,
     one of them, chosen at random, is protected). Missing rows are zeroed so that no model can
-    read them. With all of ``V`` views selected the largest possible rate is about ``(V-1)/V``;
-    to make one modality missing for 75 % of the samples pass ``views=[name]``.
+    read them (all tokens of a token view's row; its token mask is left as it was: whether a
+    row is observed is the missing-view mask's business alone). With all of ``V`` views
+    selected the largest possible rate is about ``(V-1)/V``; to make one modality missing for
+    75 % of the samples pass ``views=[name]``.
 
     Raises:
         DataError: if ``rate`` cannot be reached while keeping one view per sample.
@@ -150,6 +163,37 @@ def _image_noise(
     return x.clamp(lo, hi)
 
 
+def _token_gaussian_noise(
+    x: Tensor, real: Tensor, level: float, rng: np.random.Generator
+) -> Tensor:
+    """``x + level * std_j * N(0, 1)`` on the real tokens ``real`` ``(N, T)`` of observed rows,
+    ``std_j`` the spread of feature ``j`` over those tokens."""
+    sub = x[real].to(torch.float64)
+    std = sub.std(dim=0, correction=0).to(x.dtype) if sub.shape[0] else 0
+    eps = torch.from_numpy(rng.standard_normal(tuple(x.shape))).to(x)
+    return x + level * std * eps
+
+
+def _token_audio_noise(x: Tensor, real: Tensor, level: float, rng: np.random.Generator) -> Tensor:
+    """Audio noise on frame tokens: white noise of ``level`` times the spread of the real
+    tokens' values, then per row a block of ``round(level * n / 2)`` consecutive real frames
+    (``n`` the row's real-frame count) set to the real tokens' minimum."""
+    sub = x[real].to(torch.float64)
+    spread = float(sub.std(correction=0)) if sub.numel() else 0.0
+    floor = float(sub.min()) if sub.numel() else 0.0
+    x = x + torch.from_numpy(rng.normal(0.0, level * spread, tuple(x.shape))).to(x)
+    n_real = real.sum(dim=1).cpu().numpy()
+    width = np.minimum(np.round(0.5 * level * n_real).astype(np.int64), n_real)
+    # One draw per row, in [0, n - width]; rows of a right-padded view keep their real frames
+    # first, so the block lies inside them.
+    start = np.floor(rng.random(x.shape[0]) * (n_real - width + 1)).astype(np.int64)
+    t = torch.arange(x.shape[1])
+    s, w = torch.from_numpy(start), torch.from_numpy(width)
+    hit = (t[None, :] >= s[:, None]) & (t[None, :] < (s + w)[:, None])
+    hit = hit.to(x.device) & real
+    return torch.where(hit[..., None], torch.full_like(x, floor), x)
+
+
 def _audio_noise(
     x: Tensor, obs: Tensor, level: float, rng: np.random.Generator, shape: tuple[int, ...] | None
 ) -> Tensor:
@@ -193,6 +237,17 @@ def add_noise(
       each row (``T`` the last axis of the row shape) set to the view's minimum (silence in
       log-mel features).
 
+    Token views ``(N, T, d)`` are corrupted on their real tokens only (padded tokens stay zero),
+    with statistics over the real tokens of the observed rows:
+
+    * ``gaussian`` and ``image``: ``x + level * std_j * N(0, 1)``, ``std_j`` the spread of token
+      feature ``j``. An image token view holds patches, not an image row, so the blur,
+      salt-and-pepper and clipping of 2-D image views do not apply: it gets this Gaussian noise;
+    * ``audio`` (frame tokens): white noise of standard deviation ``level`` times the real
+      tokens' overall spread, and time masking: a random block of ``round(level * n / 2)``
+      consecutive real frames of each row (``n`` its number of real frames) set to the real
+      tokens' minimum.
+
     Each view draws from its own generator seeded with ``(seed, view index)``, so a view's noise
     does not depend on which other views are corrupted. Missing rows stay zero.
     """
@@ -211,7 +266,16 @@ def add_noise(
             if kind != "auto"
             else {"image": "image", "audio": "audio"}.get(ds.kinds[v], "gaussian")
         )
-        if k == "gaussian":
+        tm = ds.token_masks[v]
+        if x.ndim == 3:
+            real = obs[:, None] & (
+                tm if tm is not None else torch.ones(x.shape[:2], dtype=torch.bool)
+            ).to(x.device)
+            if k == "audio":
+                out[v] = _token_audio_noise(x, real, level, rng)
+            else:
+                out[v] = _token_gaussian_noise(x, real, level, rng)
+        elif k == "gaussian":
             out[v] = _gaussian_noise(x, obs, level, rng)
         elif k == "image":
             out[v] = _image_noise(x, obs, level, rng, ds.shapes[v])

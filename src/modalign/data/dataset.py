@@ -11,6 +11,13 @@ whether sample ``i`` is observed in view ``v``. This one representation covers:
   (the only pairing information a method may use);
 * missing modalities: ``mask[i, v] = False``; the row is kept (zeroed by
   :func:`~modalign.data.drop_modalities`) so that batches stay rectangular.
+
+A view may also be a *token view*: a ``(N_v, T_v, d_v)`` tensor, each row a sequence of ``T_v``
+tokens of width ``d_v`` (image patches, audio frames), with a ``(N_v, T_v)`` bool *token mask*
+``token_masks[v]`` (True = a real token, False = padding; variable-length rows are right-padded).
+Padded token values are zeroed on construction and stay zero through every corruption and
+preprocessing step, so nothing downstream can read them. ``token_masks[v]`` is None for the usual
+2-D views; :meth:`MultiViewDataset.is_tokens` tells which views hold tokens.
 """
 
 from __future__ import annotations
@@ -56,11 +63,36 @@ def _check_finite(x: Tensor, what: str) -> None:
     bad = ~torch.isfinite(x)
     if bool(bad.any()):
         count = int(bad.sum())
-        row, col = (int(i) for i in bad.nonzero()[0])
+        pos = [int(i) for i in bad.nonzero()[0]]
+        where = (
+            f"row {pos[0]}, token {pos[1]}, column {pos[2]}"
+            if len(pos) == 3
+            else f"row {pos[0]}, column {pos[1]}"
+        )
+        kind = " on real tokens" if len(pos) == 3 else ""
         raise DataError(
-            f"{what}: {count} NaN or inf value(s) (first at row {row}, column {col}); "
+            f"{what}: {count} NaN or inf value(s){kind} (first at {where}); "
             "remove or impute them before loading"
         )
+
+
+def _as_token_mask(m: Any, n: int, t: int, what: str) -> Tensor:
+    """A ``(n, t)`` bool tensor from a bool or 0/1 array; DataError otherwise."""
+    arr = as_dense_array(m, what=what)
+    if arr.shape != (n, t):
+        raise DataError(f"{what}: expected shape ({n}, {t}) (rows, tokens), got {arr.shape}")
+    if arr.dtype != np.bool_:
+        if not np.all((arr == 0) | (arr == 1)):
+            raise DataError(f"{what}: a token mask must be bool (or 0/1), True = real token")
+        arr = arr != 0
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def _zero_padding(x: Tensor, token_mask: Tensor | None) -> Tensor:
+    """``x`` with the values of padded tokens set to 0 (NaN / inf there included)."""
+    if token_mask is None or bool(token_mask.all()):
+        return x
+    return torch.where(token_mask[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 @dataclass
@@ -68,17 +100,24 @@ class MultiViewBatch:
     """A batch of rows: the same row positions taken from every view.
 
     Attributes:
-        views: ``V`` tensors of shape ``(B, D_v)``.
+        views: ``V`` tensors of shape ``(B, D_v)``, or ``(B, T_v, d_v)`` for token views.
         mask: ``(B, V)`` bool, False where that view of the row's sample is missing.
         labels: ``(B, V)`` long, the label of each view's row (``-1`` when labels are unknown);
             the columns agree when the dataset is aligned.
         index: ``(B,)`` long, the row positions in the dataset.
+        token_masks: per view a ``(B, T_v)`` bool token mask (True = real token) for token
+            views, None for 2-D views (default: None for every view).
     """
 
     views: list[Tensor]
     mask: Tensor
     labels: Tensor
     index: Tensor
+    token_masks: list[Tensor | None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.token_masks is None:
+            self.token_masks = [None] * len(self.views)
 
     def to(self, device: torch.device | str) -> MultiViewBatch:
         """Return the batch with every tensor moved to ``device``."""
@@ -87,6 +126,7 @@ class MultiViewBatch:
             mask=self.mask.to(device),
             labels=self.labels.to(device),
             index=self.index.to(device),
+            token_masks=[None if m is None else m.to(device) for m in self.token_masks or []],
         )
 
     @property
@@ -126,7 +166,8 @@ class MultiViewDataset(Dataset):
 
     Args:
         views: ``V >= 1`` arrays of shape ``(N_v, D_v)``: tensors, ndarrays or scipy sparse
-            matrices of any numeric dtype (stored dense, as ``dtype``).
+            matrices of any numeric dtype (stored dense, as ``dtype``); or token views
+            ``(N_v, T_v, d_v)`` (tensors or ndarrays): ``T_v`` tokens of width ``d_v`` per row.
         labels: ``(n_samples,)`` non-negative integer labels indexed by sample identity, or None.
         names: one name per view (default ``view0``, ``view1``, ...), used in every error message.
         ids: per view, the ``(N_v,)`` sample identity of each row (distinct within a view). When
@@ -139,13 +180,20 @@ class MultiViewDataset(Dataset):
             rows where every view has the same identity.
         kinds: per view ``"features"``, ``"image"`` or ``"audio"`` (chooses the noise of
             :func:`~modalign.data.add_noise`).
-        shapes: per view the shape of one row before flattening (e.g. ``(28, 28)``), or None.
+        shapes: per view the shape of one row before flattening (e.g. ``(28, 28)``), or None;
+            for a token view, the shape of one token (its product is ``d_v``), or None.
+        token_masks: one entry per view: for a token view a ``(N_v, T_v)`` bool (or 0/1) array,
+            True where the token is real and False where it is padding, or None (every token
+            real); None for every 2-D view. Omitted: every token of every token view is real.
+            Padded token values are zeroed (whatever they were, NaN included); every observed
+            row of a token view must have at least one real token.
         n_samples: number of sample identities; defaults to ``len(labels)`` or ``max(ids) + 1``.
         source: where the data came from (file or dataset name), quoted in error messages.
         dtype: floating dtype of the stored views.
 
     Raises:
-        DataError: on inconsistent shapes, NaN/inf values, bad labels or bad identities.
+        DataError: on inconsistent shapes, NaN/inf values (on real tokens), bad labels, bad
+            identities or bad token masks.
     """
 
     def __init__(
@@ -162,6 +210,7 @@ class MultiViewDataset(Dataset):
         n_samples: int | None = None,
         source: str = "<memory>",
         dtype: torch.dtype = torch.float32,
+        token_masks: Sequence[Any | None] | None = None,
     ) -> None:
         self.source = str(source)
         if isinstance(views, (np.ndarray, Tensor)) or sp.issparse(views):
@@ -180,8 +229,11 @@ class MultiViewDataset(Dataset):
         if len(set(self.names)) != n_views:
             raise DataError(f"{self.source}: view names must be distinct, got {self.names}")
 
+        if token_masks is not None and len(token_masks) != n_views:
+            raise DataError(f"{self.source}: {len(token_masks)} token masks for {n_views} views")
         self.views: list[Tensor] = []
-        for name, x in zip(self.names, views, strict=True):
+        self.token_masks: list[Tensor | None] = []
+        for v, (name, x) in enumerate(zip(self.names, views, strict=True)):
             what = f"{self.source}: view '{name}'"
             if isinstance(x, Tensor):
                 if x.is_complex():
@@ -189,14 +241,30 @@ class MultiViewDataset(Dataset):
                 t = x.detach().to(dtype)
             else:
                 t = torch.from_numpy(np.ascontiguousarray(as_dense_array(x, what=what))).to(dtype)
-            if t.ndim != 2:
+            if t.ndim not in (2, 3):
                 raise DataError(
-                    f"{what}: expected a 2-D (rows, features) array, got shape {tuple(t.shape)}"
+                    f"{what}: expected a 2-D (rows, features) array or a 3-D (rows, tokens, "
+                    f"features) token array, got shape {tuple(t.shape)}"
                 )
-            if t.shape[0] == 0 or t.shape[1] == 0:
+            if 0 in t.shape:
                 raise DataError(f"{what}: empty view of shape {tuple(t.shape)}")
+            given = None if token_masks is None else token_masks[v]
+            tm: Tensor | None = None
+            if t.ndim == 3:
+                n, n_tok = int(t.shape[0]), int(t.shape[1])
+                if given is None:
+                    tm = torch.ones(n, n_tok, dtype=torch.bool, device=t.device)
+                else:
+                    tm = _as_token_mask(given, n, n_tok, f"{what}: token mask").to(t.device)
+                t = _zero_padding(t, tm)
+            elif given is not None:
+                raise DataError(
+                    f"{what}: a token mask was given for a 2-D view; token masks belong to "
+                    "3-D (rows, tokens, features) views only (pass None for this view)"
+                )
             _check_finite(t, what)
             self.views.append(t)
+            self.token_masks.append(tm)
         device = self.views[0].device
 
         rows = [x.shape[0] for x in self.views]
@@ -281,6 +349,19 @@ class MultiViewDataset(Dataset):
                 )
             self.mask = m
 
+        for v, tm in enumerate(self.token_masks):
+            if tm is None:
+                continue
+            empty = self.mask[self.ids[v], v] & ~tm.any(dim=1)
+            if bool(empty.any()):
+                r = int(empty.nonzero()[0, 0])
+                raise DataError(
+                    f"{self.source}: view '{self.names[v]}' row {r} (sample "
+                    f"{int(self.ids[v][r])}) is observed but has no real token (its token mask "
+                    f"is all False; {int(empty.sum())} such row(s)): give it at least one real "
+                    "token or mark the sample missing in 'mask'"
+                )
+
         if len(set(rows)) == 1:
             if paired is None:
                 agree = torch.ones(rows[0], dtype=torch.bool, device=device)
@@ -312,9 +393,10 @@ class MultiViewDataset(Dataset):
         if len(self.shapes) != n_views:
             raise DataError(f"{self.source}: {len(self.shapes)} shapes for {n_views} views")
         for name, s, x in zip(self.names, self.shapes, self.views, strict=True):
-            if s is not None and int(np.prod(s)) != x.shape[1]:
+            if s is not None and int(np.prod(s)) != x.shape[-1]:
+                unit = "features per token" if x.ndim == 3 else "features"
                 raise DataError(
-                    f"{self.source}: view '{name}' has {x.shape[1]} features but shape {s}"
+                    f"{self.source}: view '{name}' has {x.shape[-1]} {unit} but shape {s}"
                 )
 
     # ------------------------------------------------------------------ construction helpers
@@ -322,12 +404,21 @@ class MultiViewDataset(Dataset):
         """A shallow copy with some attributes replaced, skipping validation (internal use)."""
         new = object.__new__(MultiViewDataset)
         new.__dict__.update(self.__dict__)
+        if "token_masks" not in new.__dict__:  # a dataset pickled before token views existed
+            new.token_masks = [None] * len(new.views)
         for key, value in changes.items():
             if key not in new.__dict__:
                 raise AttributeError(key)
             setattr(new, key, value)
+        if len(new.token_masks) != len(new.views):
+            if any(m is not None for m in new.token_masks):
+                raise DataError(
+                    f"{new.source}: internal error: {len(new.token_masks)} token masks for "
+                    f"{len(new.views)} views"
+                )
+            new.token_masks = [None] * len(new.views)
         # Lists are copied so that editing one dataset's list never alters another's.
-        for key in ("views", "ids", "names", "kinds", "shapes"):
+        for key in ("views", "ids", "names", "kinds", "shapes", "token_masks"):
             setattr(new, key, list(getattr(new, key)))
         return new
 
@@ -335,24 +426,41 @@ class MultiViewDataset(Dataset):
         """Return a dataset with the same rows, identities, labels and mask but new view values.
 
         Each new view must have the same number of rows as the old one (features may change).
-        Shapes are kept only where the feature count is unchanged.
+        A token view may be replaced by a token view with the same number of tokens (its token
+        mask is kept and padded tokens are zeroed) or by a 2-D view (e.g. pooled embeddings: it
+        then has no token mask); a 2-D view may only be replaced by a 2-D view. Shapes are kept
+        only where the feature count (per token for token views) is unchanged.
         """
         if len(views) != self.n_views:
             raise DataError(f"{self.source}: {len(views)} new views for {self.n_views} views")
-        new_views, shapes = [], []
-        for name, old, new, shape in zip(self.names, self.views, views, self.shapes, strict=True):
+        new_views, shapes, masks = [], [], []
+        for name, old, new, shape, tm in zip(
+            self.names, self.views, views, self.shapes, self.token_masks, strict=True
+        ):
             what = f"{self.source}: view '{name}'"
             t = torch.as_tensor(new)
-            if t.ndim != 2 or t.shape[0] != old.shape[0]:
+            token_ok = tm is not None and t.ndim == 3 and t.shape[1] == old.shape[1]
+            if t.shape[:1] != old.shape[:1] or not (t.ndim == 2 or token_ok):
+                expected = (
+                    f"({old.shape[0]}, D) or ({old.shape[0]}, {old.shape[1]}, d)"
+                    if tm is not None
+                    else f"({old.shape[0]}, D)"
+                )
                 raise DataError(
-                    f"{what}: replacement has shape {tuple(t.shape)}, expected ({old.shape[0]}, D)"
+                    f"{what}: replacement has shape {tuple(t.shape)}, expected {expected}"
                 )
             if not t.is_floating_point():
                 t = t.to(old.dtype)
+            mask = tm if t.ndim == 3 else None
+            t = _zero_padding(t.to(old.device), mask)
             _check_finite(t, what)
-            new_views.append(t.to(old.device))
-            shapes.append(shape if t.shape[1] == old.shape[1] else None)
-        return self._copy(views=new_views, shapes=shapes, source=source or self.source)
+            new_views.append(t)
+            masks.append(mask)
+            same = t.ndim == old.ndim and t.shape[-1] == old.shape[-1]
+            shapes.append(shape if same else None)
+        return self._copy(
+            views=new_views, shapes=shapes, token_masks=masks, source=source or self.source
+        )
 
     # ------------------------------------------------------------------ basic properties
     @property
@@ -362,8 +470,34 @@ class MultiViewDataset(Dataset):
 
     @property
     def dims(self) -> list[int]:
-        """Feature count ``D_v`` of each view."""
-        return [int(x.shape[1]) for x in self.views]
+        """Feature count ``D_v`` of each view; for a token view, the token width ``d_v``."""
+        return [int(x.shape[-1]) for x in self.views]
+
+    @property
+    def n_tokens(self) -> list[int | None]:
+        """Token count ``T_v`` (real and padded) of each token view, None for 2-D views."""
+        return [int(x.shape[1]) if x.ndim == 3 else None for x in self.views]
+
+    @property
+    def has_tokens(self) -> bool:
+        """True when at least one view is a token view."""
+        return any(x.ndim == 3 for x in self.views)
+
+    def is_tokens(self, view: int | str) -> bool:
+        """Whether a view (by index or name) is a ``(N_v, T_v, d_v)`` token view."""
+        return self.views[self.view_index(view)].ndim == 3
+
+    def token_mask(self, view: int | str) -> Tensor | None:
+        """The ``(N_v, T_v)`` bool token mask of a token view (True = real token), else None."""
+        return self.token_masks[self.view_index(view)]
+
+    def token_lengths(self, view: int | str) -> Tensor:
+        """``(N_v,)`` number of real tokens of each row of a token view (DataError otherwise)."""
+        v = self.view_index(view)
+        tm = self.token_masks[v]
+        if tm is None:
+            raise DataError(f"{self.source}: view '{self.names[v]}' is not a token view")
+        return tm.sum(dim=1)
 
     @property
     def rows(self) -> list[int]:
@@ -413,7 +547,7 @@ class MultiViewDataset(Dataset):
         return view % self.n_views
 
     def view(self, view: int | str) -> Tensor:
-        """The ``(N_v, D_v)`` tensor of a view given by index or name."""
+        """The ``(N_v, D_v)`` (or ``(N_v, T_v, d_v)``) tensor of a view by index or name."""
         return self.views[self.view_index(view)]
 
     def row_labels(self, view: int | str) -> Tensor:
@@ -435,8 +569,10 @@ class MultiViewDataset(Dataset):
     def __getitem__(self, row: int) -> dict[str, Any]:
         """Row ``row`` of every view, as a dict that the default DataLoader collation stacks.
 
-        Keys: ``views`` (list of ``(D_v,)`` tensors), ``mask`` ``(V,)``, ``labels`` ``(V,)``,
-        ``index`` (int).
+        Keys: ``views`` (list of ``(D_v,)`` or ``(T_v, d_v)`` tensors), ``mask`` ``(V,)``,
+        ``labels`` ``(V,)``, ``index`` (int) and ``token_masks``, a dict from the index of each
+        token view to its ``(T_v,)`` token mask (empty without token views; a dict so that the
+        default collation stacks it).
         """
         n = self.n_rows
         if not isinstance(row, (int, np.integer)) or isinstance(row, bool):
@@ -450,6 +586,7 @@ class MultiViewDataset(Dataset):
             "mask": b.mask[0],
             "labels": b.labels[0],
             "index": row,
+            "token_masks": {v: m[0] for v, m in enumerate(b.token_masks or []) if m is not None},
         }
 
     def batch(self, rows: Sequence[int] | Tensor | np.ndarray) -> MultiViewBatch:
@@ -467,7 +604,10 @@ class MultiViewDataset(Dataset):
             labels = torch.full(shape, -1, dtype=torch.long, device=self.device)
         else:
             labels = torch.stack([self.labels[i[idx]] for i in self.ids], dim=1)
-        return MultiViewBatch(views=views, mask=mask, labels=labels, index=idx)
+        token_masks = [None if m is None else m[idx] for m in self.token_masks]
+        return MultiViewBatch(
+            views=views, mask=mask, labels=labels, index=idx, token_masks=token_masks
+        )
 
     def batches(
         self,
@@ -536,6 +676,7 @@ class MultiViewDataset(Dataset):
             labels=None if self.labels is None else self.labels.to(device),
             mask=self.mask.to(device),
             paired=None if self.paired is None else self.paired.to(device),
+            token_masks=[None if m is None else m.to(device) for m in self.token_masks],
         )
 
     def select_views(self, views: Sequence[int | str]) -> MultiViewDataset:
@@ -562,6 +703,7 @@ class MultiViewDataset(Dataset):
             shapes=[self.shapes[v] for v in idx],
             mask=self.mask[:, idx].clone(),
             paired=paired,
+            token_masks=[self.token_masks[v] for v in idx],
         )
 
     def subset(self, samples: Sequence[int] | Tensor | np.ndarray) -> MultiViewDataset:
@@ -582,8 +724,10 @@ class MultiViewDataset(Dataset):
         new_id = torch.full((self.n_samples,), -1, dtype=torch.long, device=self.device)
         new_id[s] = torch.arange(s.numel(), device=self.device)
         reorder = self.paired is not None and not bool(self.paired.all())
-        views, ids, kept_rows = [], [], []
-        for name, x, idv in zip(self.names, self.views, self.ids, strict=True):
+        views, ids, kept_rows, token_masks = [], [], [], []
+        for name, x, idv, tm in zip(
+            self.names, self.views, self.ids, self.token_masks, strict=True
+        ):
             rows = (new_id[idv] >= 0).nonzero().reshape(-1)
             if reorder:
                 assert self.paired is not None
@@ -593,6 +737,7 @@ class MultiViewDataset(Dataset):
             views.append(x[rows])
             ids.append(new_id[idv[rows]])
             kept_rows.append(rows)
+            token_masks.append(None if tm is None else tm[rows])
         paired = None
         if len({int(r.numel()) for r in kept_rows}) == 1 and self.paired is not None:
             n_known = int(self.paired[kept_rows[0]].sum())
@@ -605,6 +750,7 @@ class MultiViewDataset(Dataset):
             mask=self.mask[s].clone(),
             paired=paired,
             n_samples=int(s.numel()),
+            token_masks=token_masks,
         )
 
     def split(

@@ -10,6 +10,7 @@ import torch
 
 from modalign.data.builtin import (
     load_avdigits,
+    load_avdigits_tokens,
     load_digits_label,
     load_digits_views,
     load_mnist,
@@ -28,6 +29,7 @@ BUILTIN = {
     "digits": "scikit-learn's digits, left/right image halves (embedded, no file)",
     "avdigits": "MNIST test images paired with FSDD recordings (needs mnist/ and fsdd/ files)",
     "avdigits-label": "avdigits with the one-hot digit as a third view, 'label' (same files)",
+    "avdigits-tokens": "avdigits as token views: 49 image patches, variable-length log-mel frames",
     "mnist-label": "MNIST test images + one-hot digit view 'label', avdigits' image split (mnist/)",
     "digits-label": "scikit-learn's digits, whole 8x8 image + one-hot digit view 'label' (no file)",
 }
@@ -92,15 +94,19 @@ def load_dataset(
 
     Args:
         name_or_path: ``"digits"``, ``"avdigits"``, ``"avdigits-label"`` (avdigits with a
-            third, one-hot ``label`` view), ``"mnist-label"`` (MNIST test images and the one-hot
-            ``label`` view, split as avdigits' images: 8,000 / 1,001 / 999 train / val / test),
+            third, one-hot ``label`` view), ``"avdigits-tokens"`` (avdigits as token views:
+            ``image`` ``(N, 49, 16)`` patches and ``audio`` ``(N, 141, 32)`` variable-length
+            log-mel frames with a token mask; the same pairs), ``"mnist-label"`` (MNIST test
+            images and the one-hot ``label`` view, split as avdigits' images: 8,000 / 1,001 /
+            999 train / val / test),
             ``"digits-label"`` (scikit-learn's whole 8x8 digits and the ``label`` view, split
             per digit 80 / 10 / 10 %: 1,438 / 180 / 179), a registry name
             (``modalign data list``) or a path to a ``.mat`` / ``.npz`` file.
         data_dir: where registry files are looked up (default ``$MODALIGN_DATA`` or
             ``~/.cache/modalign``); files may lie in it or in a subfolder named after the dataset.
         kwargs: passed on: ``split``, ``audio``, ``seed``, ``pairing`` (``"recordings"`` or
-            ``"images"``) for avdigits and avdigits-label, ``label_view`` for avdigits;
+            ``"images"``) for avdigits, avdigits-label and avdigits-tokens, ``label_view`` for
+            avdigits;
             ``split`` (``"train"``, ``"val"``, ``"test"`` or ``"trainval"``) and ``seed`` for
             mnist-label and digits-label; ``verify`` for registry datasets; ``dtype`` for all.
 
@@ -116,6 +122,8 @@ def load_dataset(
         return load_avdigits(data_dir=data_dir, **kwargs)
     if key.lower() == "avdigits-label":
         return load_avdigits(data_dir=data_dir, label_view=True, **kwargs)
+    if key.lower() == "avdigits-tokens":
+        return load_avdigits_tokens(data_dir=data_dir, **kwargs)
     if key.lower() == "mnist-label":
         return load_mnist_label(data_dir=data_dir, **kwargs)
     if key.lower() == "digits-label":

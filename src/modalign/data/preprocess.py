@@ -4,6 +4,11 @@ Statistics are fitted on training data only and then applied unchanged to any ot
 ``auto`` choice follows the evaluation rules (DESIGN.md section 3) and looks at values, never at
 labels: tf-idf then L2 rows for count views, L2 rows for histogram-like (non-negative) views and
 z-scoring for dense real features, images and audio.
+
+Token views ``(N, T, d)`` take per-feature transforms only (``none``, ``zscore``, ``minmax`` and
+chains of them), fitted on the real tokens of the observed training rows and applied to real
+tokens only (padded tokens stay zero); row-wise transforms (``l2``, ``tfidf``) have no meaning
+for a token sequence and are refused.
 """
 
 from __future__ import annotations
@@ -186,6 +191,8 @@ _NAMED = {
     "tfidf": TfIdf,
 }
 _AUTO = {"counts": "tfidf+l2", "histogram": "l2", "real": "zscore"}
+#: Transforms that act on whole rows, refused on token views.
+_ROW_WISE = ("l2", "tfidf")
 
 
 def make_transform(spec: str) -> ViewTransform:
@@ -229,6 +236,14 @@ class Preprocessor:
 
     Only observed rows (not missing modalities) are used for fitting; missing rows stay zero.
 
+    Token views ``(N, T, d)``: the transform is fitted per token feature on the real tokens of
+    the observed rows (the ``(K, d)`` matrix of those tokens) and applied to real tokens only;
+    padded tokens stay zero. ``"auto"`` gives ``"none"`` for an image token view whose training
+    values lie in [0, 1] (raw patch intensities, as :func:`modalign.experiments.represent
+    .preprocessor` does for 2-D image views), ``"minmax"`` for any other image token view and
+    ``"zscore"`` for audio and feature token views. Row-wise transforms (``l2``, ``tfidf``)
+    raise a :class:`DataError` on token views.
+
     Attributes (after ``fit``):
         specs_: the spec chosen for each view (``auto`` resolved).
         transforms_: the fitted :class:`ViewTransform` of each view.
@@ -254,6 +269,7 @@ class Preprocessor:
     def fit(self, ds: MultiViewDataset) -> Preprocessor:
         """Fit every view's transform on the observed rows of ``ds`` (training data)."""
         self.names_ = list(ds.names)
+        self.tokens_: list[bool] = [ds.is_tokens(v) for v in range(ds.n_views)]
         self.specs_: list[str] = []
         self.transforms_: list[ViewTransform] = []
         for v, spec in enumerate(self._specs(ds)):
@@ -261,7 +277,22 @@ class Preprocessor:
             x = ds.views[v][ds.row_mask(v)]
             if x.shape[0] == 0:
                 raise DataError(f"{what}: no observed rows to fit preprocessing on")
-            if spec == "auto":
+            if self.tokens_[v]:
+                tm = ds.token_masks[v]
+                # The real tokens of the observed rows, as a (K, d) matrix.
+                x = x[tm[ds.row_mask(v)]] if tm is not None else x.reshape(-1, x.shape[-1])
+                if spec == "auto":
+                    unit = bool(((x >= 0) & (x <= 1)).all())
+                    image = "none" if unit else "minmax"
+                    spec = image if ds.kinds[v] == "image" else "zscore"
+                parts = [p.strip().lower() for p in spec.split("+")]
+                if any(p in _ROW_WISE for p in parts):
+                    raise DataError(
+                        f"{what}: '{spec}' acts on whole rows, which a token view (rows of "
+                        f"{x.shape[-1]}-wide tokens) does not have; use a per-feature transform "
+                        "(none, zscore, minmax) or 'auto'"
+                    )
+            elif spec == "auto":
                 kind = "real" if ds.kinds[v] in ("image", "audio") else detect_kind(x)
                 spec = _AUTO[kind]
             self.specs_.append(spec)
@@ -276,10 +307,25 @@ class Preprocessor:
             raise DataError(
                 f"{ds.source}: views {ds.names} differ from the fitted views {self.names_}"
             )
+        tokens = getattr(self, "tokens_", [False] * len(self.names_))
         views = []
         for v, tr in enumerate(self.transforms_):
             what = f"{ds.source}: view '{ds.names[v]}'"
-            out = tr.transform(ds.views[v], what=what)
+            if ds.is_tokens(v) != tokens[v]:
+                fitted = "a token view" if tokens[v] else "a 2-D view"
+                raise DataError(f"{what}: the preprocessing was fitted on {fitted}")
+            x = ds.views[v]
+            if tokens[v]:
+                flat = tr.transform(x.reshape(-1, x.shape[-1]), what=what)
+                assert isinstance(flat, Tensor)
+                out = flat.reshape(x.shape)
+                keep = ds.row_mask(v)[:, None, None]
+                tm = ds.token_masks[v]
+                if tm is not None:
+                    keep = keep & tm[..., None]
+                views.append(torch.where(keep, out, torch.zeros_like(out)))
+                continue
+            out = tr.transform(x, what=what)
             assert isinstance(out, Tensor)
             observed = ds.row_mask(v)
             if not bool(observed.all()):
