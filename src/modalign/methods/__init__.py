@@ -5,6 +5,7 @@ from modalign.methods.gmc import GMC, GMCConfig, gmc_loss
 from modalign.methods.mvae import MVAE, MVAEConfig
 from modalign.methods.otm import OTM, OTMConfig, ot_mix
 from modalign.methods.supervised import FusionOutput, SupervisedConfig, SupervisedFusion
+from modalign.methods.transformer import TransformerClassifier, TransformerConfig
 from modalign.methods.wvae import WVAE, WVAEConfig, w2_consensus
 
 #: The multimodal VAEs by protocol name: (model class, config class, fixed config fields).
@@ -50,4 +51,6 @@ __all__ = [
     "ot_mix",
     "vae_config",
     "w2_consensus",
+    "TransformerClassifier",
+    "TransformerConfig",
 ]

@@ -25,6 +25,13 @@ from modalign.nn.gaussian import (
 )
 from modalign.nn.losses import imq_mmd, reconstruction_error
 from modalign.nn.mlp import Autoencoder, hidden_width, mlp
+from modalign.nn.transformer import (
+    EarlyFusionTransformer,
+    LateFusionTransformer,
+    ModalityTokenEncoder,
+    TokenEmbedding,
+    TransformerOutput,
+)
 
 __all__ = [
     "AudioConvEncoder",
@@ -54,4 +61,9 @@ __all__ = [
     "make_fusion",
     "mlp",
     "reconstruction_error",
+    "EarlyFusionTransformer",
+    "LateFusionTransformer",
+    "ModalityTokenEncoder",
+    "TokenEmbedding",
+    "TransformerOutput",
 ]
