@@ -1,4 +1,5 @@
-"""``modalign robustness``: supervised fusion models under missing modalities and noise."""
+"""``modalign robustness``: supervised fusion models and multimodal transformers under missing
+modalities and noise."""
 
 from __future__ import annotations
 
@@ -11,12 +12,42 @@ from modalign.cli._errors import user_errors
 from modalign.cli._output import print_results
 
 
+def _grid(text: str, flag: str) -> list[float]:
+    """``"0.1,0.2,1"`` as numbers; a ValueError naming ``flag`` otherwise."""
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} takes comma-separated numbers, got {text!r}") from None
+
+
 def robustness(
     dataset: str = typer.Option(
-        "avdigits", help="avdigits, or a labelled multi-view dataset (registry name or file)."
+        "avdigits",
+        help="avdigits, avdigits-tokens (token views, for the transformers), or a labelled "
+        "multi-view dataset (registry name or file).",
     ),
-    models: str = typer.Option("late,tensor,lowrank,mi", help="Comma-separated fusions."),
-    otm: str = typer.Option("both", help="OTM augmentation: off | on | both."),
+    models: str | None = typer.Option(
+        None,
+        help="Comma-separated models. Fusion MLPs on 2-D views (avdigits ...): late, tensor, "
+        "lowrank, mi. Transformers on token views (avdigits-tokens): transformer-late, "
+        "transformer-early. Default: the four fusions, or both transformers on token data.",
+    ),
+    otm: str = typer.Option("both", help="OTM augmentation of the fusion MLPs: off | on | both."),
+    align: str = typer.Option(
+        "both", help="Wasserstein alignment of the transformers: off | on | both."
+    ),
+    alphas: str = typer.Option(
+        "0.1,0.2,1,5",
+        help="Alignment weights tried per seed; the best on the validation split is kept.",
+    ),
+    betas: str = typer.Option(
+        "0.5", help="IPOT proximal steps tried per seed (with every alpha), chosen likewise."
+    ),
+    baselines: bool = typer.Option(
+        True,
+        "--baselines/--no-baselines",
+        help="Add transformer-X+dropout (modality dropout 0.3) for every transformer.",
+    ),
     seeds: int = typer.Option(5, min=1, help="Seeds 0..N-1; tables show mean ± std."),
     out: Path = typer.Option(Path("runs/robustness"), help="Folder for results and checkpoints."),
     data_dir: Path | None = typer.Option(None, help="Data folder (default $MODALIGN_DATA)."),
@@ -27,8 +58,9 @@ def robustness(
     progress_bars: bool = typer.Option(False, "--progress", help="Show per-epoch progress bars."),
     as_json: bool = typer.Option(False, "--json", help="Print the records as JSON instead."),
 ) -> None:
-    """Train fusion models with and without OTM; test them clean, with modalities missing,
-    with noise and from single modalities; write results.json, results.md, robustness.png."""
+    """Train fusion models with and without OTM, or transformers with and without alignment
+    (and with modality dropout); test them clean, with modalities missing, with noise and from
+    single modalities; write results.json, results.md, robustness.png."""
     from modalign.experiments.robustness import run_robustness
 
     config: dict = {"device": device}
@@ -40,8 +72,12 @@ def robustness(
     with user_errors(ValueError, FileNotFoundError):
         records = run_robustness(
             dataset,
-            models=[m.strip() for m in models.split(",") if m.strip()],
+            models=None if models is None else [m.strip() for m in models.split(",") if m.strip()],
             otm=otm,
+            align=align,
+            alphas=_grid(alphas, "--alphas"),
+            betas=_grid(betas, "--betas"),
+            baselines=baselines,
             seeds=range(seeds),
             out=out,
             data_dir=data_dir,
