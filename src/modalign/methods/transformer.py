@@ -39,6 +39,49 @@ and inference chunk is cut after its last token that counts (:func:`trim_padding
 the work follows the batch's longest real sequence, not the dataset's). A modality with no
 real token in a sample counts as missing there; every sample needs at least one present
 modality.
+
+Data-parallel training: when a default process group of :mod:`torch.distributed` is
+initialised, ``fit`` trains data-parallel over its ranks. Launch a script with ``torchrun
+--nproc-per-node 2 train.py`` (torchrun sets one OpenMP thread per process unless
+``OMP_NUM_THREADS`` is set), every rank passing the same full data and settings (checked)::
+
+    import torch.distributed as dist
+    from modalign.methods.transformer import TransformerClassifier, TransformerConfig
+
+    dist.init_process_group("gloo")  # gloo on the CPU
+    model = TransformerClassifier(TransformerConfig(n_outputs=10), random_state=0)
+    model.fit(views, y, token_masks, mask=mask, checkpoint="runs/x.pt")
+    if dist.get_rank() == 0:
+        print(model.score(test_views, test_y, test_token_masks))
+    dist.destroy_process_group()
+
+Every rank builds the same model (the seed), holds out the same validation rows, draws the same
+global batch order and modality-dropout masks (from the epoch's seeded generator, on the global
+batch of ``batch_size`` rows) and trains on its shard of each global batch
+(:func:`~modalign.train.distributed.shard_rows`: rows ``r::world_size``, trimmed per shard).
+Its loss is weighted so that the ranks' losses add up to the one-process loss of the global
+batch: the cross-entropy by the shard's share of the rows, each pair's alignment term by the
+shard's share of the batch's rows where both modalities count, and the average over pairs by
+the number of pairs with such rows in the global batch. The gradients are summed over the
+ranks (:func:`~modalign.train.distributed.sum_gradients`, one ``all_reduce`` per step, the
+averaging of ``DistributedDataParallel`` with the weights in the loss), so every rank takes
+the one-process Adam step; the logged losses are the global batch's. The validation
+cross-entropy is sharded the same way and summed (reduced on rank 0 and broadcast, so that
+every rank takes the same early-stopping and best-epoch decisions); only rank 0 writes the
+checkpoint, the other ranks resume from a copy of it sent at the start (and write theirs in
+a temporary folder: :func:`~modalign.train.distributed.rank_zero_checkpoint`).
+
+With ``dropout = 0`` a run on W processes equals the one-process run with the same
+``batch_size`` up to float32 summation order (every row's forward pass and optimal transport
+are its own; only the sums over rows and over ranks are re-associated): modality dropout draws
+the same masks. One exception in the weights, none in the outputs: the attention key biases
+(``in_proj_bias[width:2 * width]``) have a true gradient of zero (softmax ignores them), so
+their computed gradient is rounding noise, which Adam turns into steps of about ``lr`` of
+arbitrary sign: they differ between any two summation orders, changing no logit.
+
+With ``dropout > 0`` the layer-dropout masks differ: rank ``r`` draws its shard's masks from
+the one-process epoch seed plus ``r``, so the run is another draw of the same distribution
+(reproducible and resumable for a given W), not the one-process run.
 """
 
 from __future__ import annotations
@@ -62,6 +105,14 @@ from modalign.nn.transformer import (
 )
 from modalign.ot.token import SOLVERS, token_alignment_loss
 from modalign.train import train_epochs
+from modalign.train.distributed import (
+    check_same_on_ranks,
+    rank_and_world,
+    rank_zero_checkpoint,
+    shard_rows,
+    sum_gradients,
+    sum_on_ranks,
+)
 from modalign.utils import check_device
 
 __all__ = [
@@ -384,35 +435,55 @@ class TransformerClassifier(nn.Module):
         """The network on already-checked tensors (see :mod:`modalign.nn.transformer`)."""
         return self.net(views, token_masks, present)
 
-    def alignment_loss(self, out: TransformerOutput) -> Tensor:
+    def alignment_loss(
+        self, out: TransformerOutput, pair_rows: Sequence[int] | None = None
+    ) -> Tensor:
         """``mean over pairs (a, b)`` of ``OT_beta(tokens_a, tokens_b)`` on the rows where
         both are present (one batched :func:`~modalign.ot.token_alignment_loss` per pair);
-        zero (attached to the graph) when no pair has such a row."""
+        zero (attached to the graph) when no pair has such a row.
+
+        ``pair_rows`` (data-parallel training, ``out`` a shard of a global batch): per pair,
+        in :func:`itertools.combinations` order, the number of rows of the global batch where
+        both modalities count (:meth:`_pair_rows`). Each pair's term is then weighted by the
+        shard's share of those rows and the sum divided by the number of pairs with such rows
+        in the global batch, so that the shards' losses add up to the global batch's."""
         cfg = self.config
         has = [mask.any(1) for mask in out.masks]
         terms = []
-        for a, b in itertools.combinations(range(len(out.tokens)), 2):
+        for i, (a, b) in enumerate(itertools.combinations(range(len(out.tokens)), 2)):
             both = has[a] & has[b]
             if not bool(both.any()):
                 continue
             xa, xb, ma, mb = out.tokens[a], out.tokens[b], out.masks[a], out.masks[b]
             if not bool(both.all()):
                 xa, xb, ma, mb = xa[both], xb[both], ma[both], mb[both]
-            terms.append(
-                token_alignment_loss(
-                    xa,
-                    xb,
-                    ma,
-                    mb,
-                    solver=cfg.solver,
-                    beta=cfg.beta,
-                    n_iter=cfg.n_iter,
-                    inner_iter=cfg.inner_iter,
-                )
+            term = token_alignment_loss(
+                xa,
+                xb,
+                ma,
+                mb,
+                solver=cfg.solver,
+                beta=cfg.beta,
+                n_iter=cfg.n_iter,
+                inner_iter=cfg.inner_iter,
             )
+            if pair_rows is not None:
+                term = term * (int(both.sum()) / pair_rows[i])
+            terms.append(term)
         if not terms:
             return out.tokens[0].sum() * 0.0
-        return torch.stack(terms).mean()
+        loss = torch.stack(terms).mean()
+        if pair_rows is not None:
+            loss = loss * (len(terms) / sum(c > 0 for c in pair_rows))
+        return loss
+
+    @staticmethod
+    def _pair_rows(tms: Sequence[Tensor], present: Tensor) -> list[int]:
+        """Per pair of modalities (:func:`itertools.combinations` order), the number of rows
+        where both count (a real token, and present), as :meth:`alignment_loss` sees them."""
+        has = [(tm & present[:, m : m + 1]).any(1) for m, tm in enumerate(tms)]
+        pairs = itertools.combinations(range(len(has)), 2)
+        return [int((has[a] & has[b]).sum()) for a, b in pairs]
 
     def _logits(self, xs, tms, present) -> Tensor:
         """Logits in chunks of rows (inference and validation), the rows taken in order of
@@ -458,8 +529,13 @@ class TransformerClassifier(nn.Module):
         epochs of this call (to test interruption).
         """
         cfg = self.config
+        rank, world = rank_and_world()
         xs, tms, present = self._check(views, token_masks, mask, fitted=False)
         target = self._check_targets(y, xs[0].shape[0])
+        check_same_on_ranks(
+            [xs[0].shape[0], int(target.sum()), self.random_state, cfg.batch_size, cfg.epochs],
+            "training rows, labels, random_state, batch_size or epochs",
+        )
         dims = [x.shape[2] for x in xs]
         max_lens = [x.shape[1] for x in xs]
         if validation is not None:
@@ -497,36 +573,47 @@ class TransformerClassifier(nn.Module):
         optimiser = torch.optim.Adam(self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
         def validate() -> float:
-            return float(F.cross_entropy(self._logits(vx, vt, vp), vy))
+            if world == 1:
+                return float(F.cross_entropy(self._logits(vx, vt, vp), vy))
+            mine = shard_rows(torch.arange(len(vy), device=vy.device), rank, world)
+            part = 0.0
+            if len(mine):
+                logits = self._logits([x[mine] for x in vx], [t[mine] for t in vt], vp[mine])
+                part = float(F.cross_entropy(logits, vy[mine], reduction="sum"))
+            return sum_on_ranks(part) / len(vy)
 
         desc = f"transformer-{cfg.fusion}{'+align' if cfg.align else ''} seed {self.random_state}"
-        self.history = train_epochs(
-            self,
-            optimiser,
-            lambda epoch: self._train_epoch(xs, tms, present, target, optimiser, epoch),
-            epochs=cfg.epochs,
-            settings={
-                **asdict(cfg),
-                "seed": self.random_state,
-                "dims": str(self.dims_),
-                "max_lens": str(self.max_lens_),
-            },
-            validate=validate if vx is not None else None,
-            patience=cfg.patience,
-            checkpoint=checkpoint,
-            progress=progress,
-            desc=desc,
-            stop_after=stop_after,
-            device=cfg.device,
-        )
+        with rank_zero_checkpoint(checkpoint) as rank_checkpoint:
+            self.history = train_epochs(
+                self,
+                optimiser,
+                lambda epoch: self._train_epoch(xs, tms, present, target, optimiser, epoch),
+                epochs=cfg.epochs,
+                settings={
+                    **asdict(cfg),
+                    "seed": self.random_state,
+                    "dims": str(self.dims_),
+                    "max_lens": str(self.max_lens_),
+                },
+                validate=validate if vx is not None else None,
+                patience=cfg.patience,
+                checkpoint=rank_checkpoint,
+                progress=progress and rank == 0,
+                desc=desc,
+                stop_after=stop_after,
+                device=cfg.device,
+            )
         self.eval()
         return self
 
     def _train_epoch(self, xs, tms, present, target, optimiser, epoch: int) -> dict[str, float]:
         cfg = self.config
+        rank, world = rank_and_world()
         # Every epoch draws from its own seeded generator (batches, modality dropout) and
         # seeds the global generator (layer dropout) from it inside fork_rng, so a resumed run
-        # repeats exactly and the caller's random state is left alone.
+        # repeats exactly and the caller's random state is left alone. Data-parallel: every
+        # rank draws the global batches and modality dropout; rank r's layer dropout is seeded
+        # with the one-process seed + r (module docstring).
         gen = torch.Generator().manual_seed(self.random_state * 100_003 + epoch)
         devices = [torch.device(cfg.device)] if torch.device(cfg.device).type == "cuda" else []
         n = xs[0].shape[0]
@@ -536,25 +623,41 @@ class TransformerClassifier(nn.Module):
         if cfg.align:
             totals["align"] = 0.0
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
+            torch.manual_seed(int(torch.randint(2**62, (1,), generator=gen)) + rank)
             for b in range(n_batches):
                 rows = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
                 batch_present = present[rows]
                 if cfg.modality_dropout > 0:
                     batch_present = modality_dropout(batch_present, cfg.modality_dropout, gen)
-                bx, bt = trim_padding([x[rows] for x in xs], [t[rows] for t in tms], batch_present)
-                out = self.net(bx, bt, batch_present)
-                ce = F.cross_entropy(out.logits, target[rows])
-                loss = ce
-                if cfg.align:
-                    align = self.alignment_loss(out)
-                    loss = ce + cfg.alpha * align
-                    totals["align"] += float(align.detach()) / n_batches
+                share, pair_rows = 1.0, None
+                if world > 1:  # this rank's shard of the global batch
+                    pair_rows = self._pair_rows([t[rows] for t in tms], batch_present)
+                    mine = shard_rows(torch.arange(len(rows), device=rows.device), rank, world)
+                    share = len(mine) / len(rows)
+                    rows, batch_present = rows[mine], batch_present[mine]
                 optimiser.zero_grad()
-                loss.backward()
+                logged = [0.0, 0.0, 0.0]  # loss, ce, align
+                if len(rows):
+                    bx, bt = trim_padding(
+                        [x[rows] for x in xs], [t[rows] for t in tms], batch_present
+                    )
+                    out = self.net(bx, bt, batch_present)
+                    ce = F.cross_entropy(out.logits, target[rows])
+                    if world > 1:
+                        ce = ce * share
+                    loss = ce
+                    if cfg.align:
+                        align = self.alignment_loss(out, pair_rows)
+                        loss = ce + cfg.alpha * align
+                        logged[2] = float(align.detach())
+                    loss.backward()
+                    logged[:2] = [float(loss.detach()), float(ce.detach())]
+                logged = sum_gradients(list(self.parameters()), logged)  # world 1: as is
                 optimiser.step()
-                totals["loss"] += float(loss.detach()) / n_batches
-                totals["ce"] += float(ce.detach()) / n_batches
+                totals["loss"] += logged[0] / n_batches
+                totals["ce"] += logged[1] / n_batches
+                if cfg.align:
+                    totals["align"] += logged[2] / n_batches
         return totals
 
     # ------------------------------------------------------------------ inference
