@@ -13,13 +13,26 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from modalign.eval.report import mean_std_text, read_header, read_results_file
-from modalign.provenance import provenance_line
+from modalign.eval.report import mean_std_text, read_results_file
+from summary_sections import sections
 
-DATASETS = ("avdigits", "avdigits-label", "prokaryotic", "3sources", "orl4")
-ORDER = ("gmc", "gmc-renorm", "gmc-untrained", "otm", "raw", "supervised", "majority")
-#: GMC's untrained network runs in a folder of its own, ``{dataset}-untrained``.
-UNTRAINED = "-untrained"
+DATASETS = ("avdigits", "avdigits-label", "mnist-label", "prokaryotic", "3sources", "orl4")
+ORDER = (
+    "gmc",
+    "gmc-renorm",
+    "gmc-untrained",
+    "mvae",
+    "wvae",
+    "wvae-factorised",
+    "vae-untrained",
+    "otm",
+    "raw",
+    "supervised",
+    "majority",
+)
+#: Folders of one dataset: ``{dataset}`` (GMC, OTM and the references), GMC's untrained
+#: network in ``{dataset}-untrained``, the multimodal VAEs in ``{dataset}-vae``.
+SUFFIXES = ("", "-untrained", "-vae")
 
 
 def summary(root: Path) -> list[str]:
@@ -28,13 +41,16 @@ def summary(root: Path) -> list[str]:
         "| --- | --- | :---: | --- |",
     ]
     for name in DATASETS:
-        folder = root / name
-        if not (folder / "results.json").exists():
+        folders = [
+            root / (name + s) for s in SUFFIXES if (root / (name + s) / "results.json").exists()
+        ]
+        if not folders:
             continue
-        header, records = read_results_file(folder)
-        if (root / (name + UNTRAINED) / "results.json").exists():
-            extra = read_results_file(root / (name + UNTRAINED))[1]
-            records = records + [r for r in extra if r["method"] == "gmc-untrained"]
+        header, records = read_results_file(folders[0])
+        for folder in folders[1:]:
+            # The references run in every folder; each method is taken from its first folder.
+            have = {r["method"] for r in records}
+            records = records + [r for r in read_results_file(folder)[1] if r["method"] not in have]
         names = (header.get("data") or {}).get("view_names") or []
         tested = [tuple(r["subset"]) for r in records if r["probe"] == "mlp"]
         full = max(tested, key=len)
@@ -61,27 +77,10 @@ def summary(root: Path) -> list[str]:
     return lines
 
 
-def sections(root: Path) -> list[str]:
-    out = []
-    for name in [d + suffix for d in DATASETS for suffix in ("", UNTRAINED)]:
-        folder = root / name
-        if not (folder / "results.md").exists():
-            continue
-        header = read_header(folder) or {}
-        body = (folder / "results.md").read_text(encoding="utf-8").split("\n")
-        body = [line for line in body[1:] if not line.startswith("_Produced") and "](" not in line]
-        wall = header.get("wall_seconds")
-        out += [
-            f"### {name}",
-            "",
-            provenance_line(header),
-            "",
-            f"Wall time {wall / 60:.1f} min." if wall else "",
-            *[line.replace("## ", "#### ") for line in body],
-        ]
-    return out
-
-
 if __name__ == "__main__":
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/represent")
-    print("\n".join(summary(root) + [""] + sections(root)))
+    print(
+        "\n".join(
+            summary(root) + [""] + sections(root, [d + s for d in DATASETS for s in SUFFIXES])
+        )
+    )

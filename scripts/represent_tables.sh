@@ -20,6 +20,9 @@ tables=(
   "prokaryotic-untrained --dataset prokaryotic --methods gmc-untrained"
   "3sources-untrained --dataset 3sources --methods gmc-untrained"
   "orl4-untrained --dataset orl4 --methods gmc-untrained"
+  # The multimodal VAEs, trained as in `modalign generate` (docs/generate.md): 1,240 steps.
+  "avdigits-vae --dataset avdigits --methods mvae,wvae,wvae-factorised,vae-untrained --epochs 69"
+  "mnist-label-vae --dataset mnist-label --methods mvae,wvae,wvae-factorised,vae-untrained --epochs 20"
 )
 mkdir -p "$OUT"
 for spec in "${tables[@]}"; do

@@ -74,6 +74,9 @@ def list_datasets(
     rows.append(
         ("avdigits-label", "3 x 2400/300/300, 10 classes", av, "", BUILTIN["avdigits-label"])
     )
+    rows.append(
+        ("avdigits-tokens", "2 x 2400/300/300, 10 classes", av, "", BUILTIN["avdigits-tokens"])
+    )
     rows.append(("mnist-label", "2 x 8000/1001/999, 10 classes", mnist, "", BUILTIN["mnist-label"]))
     rows.append(
         ("digits-label", "2 x 1438/180/179, 10 classes", "built in", "", BUILTIN["digits-label"])

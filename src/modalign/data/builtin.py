@@ -311,6 +311,24 @@ def avdigits_pairs(
     return pairs
 
 
+def _pair_waves(
+    pairs: Sequence[tuple[Path, int, int]], dataset: str
+) -> tuple[list[np.ndarray], int, list[int]]:
+    """The distinct recordings of ``pairs``, each read once (``pairing="images"`` reuses them),
+    in order of first use (with one row per recording, exactly the rows' order): ``(waves,
+    sample rate, rows)``, ``rows[i]`` the index in ``waves`` of row ``i``'s recording."""
+    distinct = list(dict.fromkeys(path for path, _, _ in pairs))
+    row_of = {path: k for k, path in enumerate(distinct)}
+    waves, rates = [], set()
+    for path in distinct:
+        rate, wave = load_wav(path)
+        rates.add(rate)
+        waves.append(wave)
+    if len(rates) != 1:
+        raise DataError(f"{dataset}: recordings have different sample rates {sorted(rates)}")
+    return waves, rates.pop(), [row_of[p] for p, _, _ in pairs]
+
+
 def load_avdigits(
     split: Split = "train",
     data_dir: str | Path | None = None,
@@ -346,18 +364,8 @@ def load_avdigits(
     pairs = avdigits_pairs(split, data_dir, seed=seed, pairing=pairing)
     images, _ = load_mnist(data_dir)
     image_view = images[[img for _, img, _ in pairs]].reshape(len(pairs), -1) / 255.0
-    # Each distinct recording is read and featurised once (pairing="images" reuses them), in
-    # order of first use: with one row per recording this is exactly the rows' order.
-    distinct = list(dict.fromkeys(path for path, _, _ in pairs))
-    row_of = {path: k for k, path in enumerate(distinct)}
-    waves, rates = [], set()
-    for path in distinct:
-        rate, wave = load_wav(path)
-        rates.add(rate)
-        waves.append(wave)
-    if len(rates) != 1:
-        raise DataError(f"avdigits: recordings have different sample rates {sorted(rates)}")
-    audio_view = waves_to_features(waves, rates.pop(), cfg)[[row_of[p] for p, _, _ in pairs]]
+    waves, rate, rows = _pair_waves(pairs, "avdigits")
+    audio_view = waves_to_features(waves, rate, cfg)[rows]
     labels = np.array([d for _, _, d in pairs], dtype=np.int64)
     views = [image_view, audio_view]
     names = ["image", "audio"]
@@ -448,16 +456,8 @@ def load_avdigits_tokens(
     pairs = avdigits_pairs(split, data_dir, seed=seed, pairing=pairing)
     images, _ = load_mnist(data_dir)
     image_view = image_patches(images[[img for _, img, _ in pairs]] / 255.0, 4)
-    distinct = list(dict.fromkeys(path for path, _, _ in pairs))
-    row_of = {path: k for k, path in enumerate(distinct)}
-    waves, rates = [], set()
-    for path in distinct:
-        rate, wave = load_wav(path)
-        rates.add(rate)
-        waves.append(wave)
-    if len(rates) != 1:
-        raise DataError(f"avdigits-tokens: recordings have different sample rates {sorted(rates)}")
-    frames = waves_to_frames(waves, rates.pop(), cfg)
+    waves, rate, rows = _pair_waves(pairs, "avdigits-tokens")
+    frames = waves_to_frames(waves, rate, cfg)
     t_max = fsdd_max_frames(data_dir, cfg)
     longest = max(f.shape[0] for f in frames)
     if longest > t_max:  # only if a file changed between the two reads
@@ -465,8 +465,8 @@ def load_avdigits_tokens(
     bands = frames[0].shape[1]
     audio_view = np.zeros((len(pairs), t_max, bands), dtype=np.float32)
     token_mask = np.zeros((len(pairs), t_max), dtype=bool)
-    for r, (path, _, _) in enumerate(pairs):
-        f = frames[row_of[path]]
+    for r, k in enumerate(rows):
+        f = frames[k]
         audio_view[r, : f.shape[0]] = f
         token_mask[r, : f.shape[0]] = True
     labels = np.array([d for _, _, d in pairs], dtype=np.int64)

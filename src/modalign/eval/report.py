@@ -39,6 +39,7 @@ __all__ = [
     "read_results",
     "read_results_file",
     "save_png",
+    "seconds_lines",
     "records_from_scores",
     "summarise",
     "with_provenance",
@@ -260,6 +261,25 @@ def mean_std_text(values: Iterable[float]) -> str:
         return ""
     mean = round(float(v.mean()), 3) + 0.0
     return f"{mean:.3f} ± " + (f"{round(float(v.std(ddof=1)), 3) + 0.0:.3f}" if v.size > 1 else "–")
+
+
+def seconds_lines(records: Iterable[Mapping[str, Any]], what: str) -> list[str]:
+    """The Markdown section of a protocol's ``results.md`` giving each method's median
+    ``train_seconds`` per seed (``what``: what the seconds cover); ``[]`` when none."""
+    secs: dict[str, list[float]] = {}
+    for r in records:
+        if r["metric"] == "train_seconds":
+            secs.setdefault(r["method"], []).append(r["value"])
+    if not secs:
+        return []
+    return [
+        "",
+        f"## Seconds per seed ({what}; median)",
+        "",
+        "| method | seconds |",
+        "| --- | ---: |",
+        *(f"| {m} | {np.median(v):.1f} |" for m, v in secs.items()),
+    ]
 
 
 def _table(rows: list[dict[str, Any]]) -> str:

@@ -66,6 +66,7 @@ from modalign.eval.report import (
     read_header,
     read_protocol_records,
     save_png,
+    seconds_lines,
     write_results_file,
 )
 from modalign.experiments.represent import load_represent_data, preprocessor
@@ -528,12 +529,7 @@ def markdown(records: Sequence[dict], names: Sequence[str] | None = None) -> str
             "|" + " :---: |" * len(accs),
             "| " + " | ".join(mean_std_text(v) for _, v in accs) + " |",
         ]
-    secs = {m: values(m, "train_seconds") for m in [*order, "classifier"]}
-    secs = {m: v for m, v in secs.items() if v}
-    if secs:
-        lines += ["", "## Seconds per seed (training and scoring; median)", ""]
-        lines += ["| method | seconds |", "| --- | ---: |"]
-        lines += [f"| {m} | {np.median(v):.1f} |" for m, v in secs.items()]
+    lines += seconds_lines(records, "training and scoring")
     return "\n".join(lines) + "\n"
 
 

@@ -80,6 +80,7 @@ from modalign.eval.report import (
     mean_std_text,
     read_header,
     read_protocol_records,
+    seconds_lines,
     write_results_file,
 )
 from modalign.eval.supervised import classification_scores
@@ -701,14 +702,7 @@ def markdown(records: Sequence[dict], names: Sequence[str] | None = None) -> str
                 lines.append(f"| {m} | {names[s[0]]} | " + " | ".join(cells) + " |")
             uni = [r["value"] for r in geo if r["method"] == m and r["metric"] == "uniformity"]
             lines.append(f"| {m} | uniformity (complete) | {mean_std_text(uni)} | | | |")
-    secs = {}
-    for r in records:
-        if r["metric"] == "train_seconds":
-            secs.setdefault(r["method"], []).append(r["value"])
-    if secs:
-        lines += ["", "## Seconds per seed (training, probes and scoring; median)", ""]
-        lines += ["| method | seconds |", "| --- | ---: |"]
-        lines += [f"| {m} | {np.median(v):.1f} |" for m, v in secs.items()]
+    lines += seconds_lines(records, "training, probes and scoring")
     return "\n".join(lines) + "\n"
 
 
