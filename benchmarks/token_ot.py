@@ -17,6 +17,21 @@ so that a change of load on a shared machine hits every solver alike); the scrip
 median wall time of each, the speed-up (reference loop / modalign) and the largest difference
 of the per-sample costs <P, C> (which must be below 1e-5).
 
+Then (``--step``, the default; ``--no-step`` skips it) one training step of the real
+transformer (modalign.methods.transformer.TransformerClassifier), with and without the
+alignment loss: a fixed batch of B samples, ``--tokens`` image tokens of width ``--image-d``
+(all real) and audio frames of width ``--audio-d``, of random real length ``--min-frames`` to
+S (padded to S), 10 classes, model width ``--width``, late and early fusion, the robustness
+protocol's defaults (modalign.experiments.robustness.TRANSFORMER_DEFAULTS: dropout 0), the
+config's defaults otherwise (alpha 0.1, lr 1e-3). Three variants per fusion: alignment off,
+IPOT and Sinkhorn (``--beta``, ``--n-iter``). The network and the Adam optimiser are built as
+``fit`` builds them and one step is one call of the classifier's own epoch function on a
+training set of exactly B rows with ``batch_size = B`` (one batch: forward, cross-entropy
+(+ alpha * alignment), backward, Adam step, with the trimming and logging of a real step).
+After one warm-up step each, the six (fusion, variant) steps run in turn ``--step-repeats``
+times, rotating who goes first, a pause between two; the script prints the median step time
+of each variant and its ratio to alignment off (goal: <= 1.3x).
+
     python benchmarks/token_ot.py --repeats 5 --dtype float32 --json docs/bench_token_ot.json
 """
 
@@ -33,6 +48,10 @@ import numpy as np
 
 GOAL_SPEEDUP = 20.0
 COST_TOL = 1e-5
+GOAL_STEP_RATIO = 1.3
+STEP_FUSIONS = ("late", "early")
+STEP_VARIANTS = ("off", "ipot", "sinkhorn")
+STEP_CLASSES = 10
 
 
 def ipot_numpy(C: np.ndarray, beta: float, n_iter: int) -> np.ndarray:
@@ -65,6 +84,117 @@ def make_problem(args, seed: int):
     return cost, y_mask, per_sample
 
 
+def make_step_batch(args, seed: int):
+    """The fixed training batch: image and audio tokens, their token masks and labels."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    image = torch.randn(args.batch, args.tokens, args.image_d, generator=g)
+    audio = torch.randn(args.batch, args.frames, args.audio_d, generator=g)
+    lengths = torch.randint(args.min_frames, args.frames + 1, (args.batch,), generator=g)
+    audio_mask = torch.arange(args.frames)[None, :] < lengths[:, None]
+    y = torch.randint(0, STEP_CLASSES, (args.batch,), generator=g)
+    return [image, audio], [None, audio_mask], y
+
+
+def step_runner(args, fusion: str, variant: str, batch, sync):
+    """One training step of the transformer (``fusion``, alignment ``variant``) on ``batch``:
+    the network and optimiser built as ``TransformerClassifier.fit`` builds them, the step the
+    classifier's own epoch function on exactly one batch of B rows."""
+    import torch
+
+    from modalign.experiments.robustness import TRANSFORMER_DEFAULTS
+    from modalign.methods.transformer import TransformerClassifier, TransformerConfig
+
+    align = {} if variant == "off" else {"align": True, "solver": variant}
+    cfg = TransformerConfig(
+        n_outputs=STEP_CLASSES,
+        fusion=fusion,
+        width=args.width,
+        batch_size=args.batch,
+        beta=args.beta,
+        n_iter=args.n_iter,
+        device=args.device,
+        **{**TRANSFORMER_DEFAULTS, **align},
+    )
+    model = TransformerClassifier(cfg, random_state=args.seed)
+    views, token_masks, y = batch
+    xs, tms, present = model._check(views, token_masks, None, fitted=False)
+    target = model._check_targets(y, xs[0].shape[0])
+    model._build([x.shape[2] for x in xs], [x.shape[1] for x in xs])
+    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model.train()
+
+    def run():
+        model._train_epoch(xs, tms, present, target, optimiser, 0)  # n = B rows: one step
+        sync()
+
+    return run, cfg
+
+
+def time_steps(args, sync) -> dict:
+    """Median step times of every (fusion, variant), interleaved; prints the table."""
+    batch = make_step_batch(args, args.seed + 1)
+    runs, configs = {}, {}
+    for fusion in STEP_FUSIONS:
+        for variant in STEP_VARIANTS:
+            runs[fusion, variant], configs[fusion, variant] = step_runner(
+                args, fusion, variant, batch, sync
+            )
+    names = list(runs)
+    for name in names:  # warm-up: lazy imports, allocator, thread pools
+        runs[name]()
+    times = {name: [] for name in names}
+    for rep in range(args.step_repeats):
+        turn = names[rep % len(names) :] + names[: rep % len(names)]
+        for name in turn:
+            time.sleep(args.pause)
+            start = time.perf_counter()
+            runs[name]()
+            times[name].append(time.perf_counter() - start)
+    med = {name: statistics.median(times[name]) for name in names}
+    cfg = configs["late", "ipot"]
+    record = {
+        "image_d": args.image_d,
+        "audio_d": args.audio_d,
+        "width": args.width,
+        "classes": STEP_CLASSES,
+        "dropout": cfg.dropout,
+        "alpha": cfg.alpha,
+        "lr": cfg.lr,
+        "step_repeats": args.step_repeats,
+        "times": {f"{f}-{v}": times[f, v] for f, v in names},
+        "median_s": {f"{f}-{v}": med[f, v] for f, v in names},
+    }
+    print(
+        f"\ntraining step: B={args.batch} image {args.tokens}x{args.image_d}, audio "
+        f"{args.min_frames}..{args.frames}x{args.audio_d} (padded to {args.frames}), "
+        f"width={args.width} dropout={cfg.dropout} alpha={cfg.alpha} beta={args.beta} "
+        f"n_iter={args.n_iter} step_repeats={args.step_repeats} (medians)"
+    )
+    print(
+        f"{'fusion':>6} {'off ms':>8} {'ipot ms':>8} {'ratio':>6} {'sinkhorn ms':>11} "
+        f"{'ratio':>6} {'goal':>4}"
+    )
+    for fusion in STEP_FUSIONS:
+        off = med[fusion, "off"]
+        ratios = {v: med[fusion, v] / off for v in STEP_VARIANTS[1:]}
+        goal = all(r <= GOAL_STEP_RATIO for r in ratios.values())
+        for v, r in ratios.items():
+            record[f"ratio_{fusion}_{v}"] = r
+        record[f"goal_met_{fusion}"] = goal
+        print(
+            f"{fusion:>6} {off * 1e3:>8.2f} {med[fusion, 'ipot'] * 1e3:>8.2f} "
+            f"{ratios['ipot']:>5.2f}x {med[fusion, 'sinkhorn'] * 1e3:>11.2f} "
+            f"{ratios['sinkhorn']:>5.2f}x {'yes' if goal else 'NO':>4}"
+        )
+    print(
+        "(one step: forward, cross-entropy (+ alpha * alignment), backward, Adam; ratio = "
+        f"step with alignment / step without; goal: <= {GOAL_STEP_RATIO}x)"
+    )
+    return record
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batch", type=int, default=128)
@@ -80,6 +210,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=1, help="torch and numpy BLAS threads")
     ap.add_argument("--pause", type=float, default=0.2, help="seconds between two runs")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--step",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time a training step of the transformer with and without alignment",
+    )
+    ap.add_argument("--step-repeats", type=int, default=20, help="steps per variant (median)")
+    ap.add_argument("--image-d", type=int, default=16, help="image token width (step)")
+    ap.add_argument("--audio-d", type=int, default=32, help="audio frame width (step)")
+    ap.add_argument("--width", type=int, default=64, help="transformer width (step)")
     ap.add_argument("--json", help="write the record as JSON to this path")
     args = ap.parse_args(argv)
 
@@ -197,6 +337,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"(POT loop: IPOT = the numpy loop of this script, Sinkhorn = ot.sinkhorn; speed-up = "
         f"loop time / modalign time; goal: >= {GOAL_SPEEDUP:.0f}x with costs within {COST_TOL})"
     )
+    if args.step:
+        record["step"] = time_steps(args, sync)
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w") as fh:
