@@ -17,7 +17,7 @@ from modalign.eval.report import mean_std_text, read_results_file
 from summary_sections import sections
 
 DATASETS = ("mnist-label", "avdigits", "digits-label")
-ORDER = ("mvae", "wvae", "wvae-factorised", "vae-untrained", "majority")
+ORDER = ("mvae", "wvae", "wvae-factorised", "vae-untrained", "nearest-pair", "majority")
 
 
 def summary(root: Path) -> list[str]:

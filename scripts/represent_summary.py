@@ -14,22 +14,11 @@ import sys
 from pathlib import Path
 
 from modalign.eval.report import mean_std_text, read_results_file
+from modalign.experiments.represent import TABLE_ORDER
 from summary_sections import sections
 
 DATASETS = ("avdigits", "avdigits-label", "mnist-label", "prokaryotic", "3sources", "orl4")
-ORDER = (
-    "gmc",
-    "gmc-renorm",
-    "gmc-untrained",
-    "mvae",
-    "wvae",
-    "wvae-factorised",
-    "vae-untrained",
-    "otm",
-    "raw",
-    "supervised",
-    "majority",
-)
+ORDER = TABLE_ORDER
 #: Folders of one dataset: ``{dataset}`` (GMC, OTM and the references), GMC's untrained
 #: network in ``{dataset}-untrained``, the multimodal VAEs in ``{dataset}-vae``.
 SUFFIXES = ("", "-untrained", "-vae")

@@ -44,13 +44,38 @@ def test_sources_of_every_other_modality_then_all():
     assert sources_of(1, 3) == [(0,), (2,), (0, 1, 2)]
 
 
+def test_nearest_pair_is_the_nearest_training_row_by_sklearn():
+    from sklearn.neighbors import NearestNeighbors
+
+    from modalign.data import MultiViewDataset
+
+    rng = np.random.default_rng(0)
+    train_views = [rng.normal(size=(40, 5)), rng.normal(size=(40, 3)), rng.normal(size=(40, 2))]
+    test_views = [rng.normal(size=(12, 5)), rng.normal(size=(12, 3)), rng.normal(size=(12, 2))]
+    train, test = MultiViewDataset(train_views), MultiViewDataset(test_views)
+    for source, target in (((0,), 2), ((0, 1), 2), ((1,), 0)):
+        a = np.hstack([train_views[v] for v in source])
+        b = np.hstack([test_views[v] for v in source])
+        idx = NearestNeighbors(n_neighbors=1).fit(a).kneighbors(b)[1][:, 0]
+        got = gen.nearest_pair(train, test, source, target).numpy()
+        np.testing.assert_allclose(got, train_views[target][idx], rtol=1e-6)
+
+
+def test_nearest_pair_from_the_label_draws_images_of_that_class(digits_run):
+    # A one-hot label's nearest training rows are exactly the rows of its class, so the
+    # lookup's label -> image coherence is the image classifier's accuracy on training images.
+    _, records = digits_run
+    (rec,) = _by(records, method="nearest-pair", metric="coherence", source=[1], target=0)
+    assert rec["value"] > 0.9
+
+
 def test_records_have_the_keys_and_every_source_and_target(digits_run):
     out, records = digits_run
     assert records and all(tuple(r) == RESULT_KEYS for r in records)
     assert {r["method"] for r in records} == {*DEFAULT_METHODS, *REFERENCES}
     assert {(r["dataset"], r["seed"]) for r in records} == {("digits-label", 0)}
     pairs = sorted((list(s), t) for t in range(2) for s in sources_of(t, 2))
-    for method in (*DEFAULT_METHODS, "vae-untrained", "majority"):
+    for method in (*DEFAULT_METHODS, "vae-untrained", "nearest-pair", "majority"):
         got = _by(records, method=method, metric="coherence")
         assert sorted((r["source"], r["target"]) for r in got) == pairs, method
         assert all(0.0 <= r["value"] <= 1.0 for r in got), method

@@ -25,8 +25,11 @@ For every seed:
    modality, the share whose classes all agree, and beside it ``prior_class_spread`` (the
    normalised entropy of the classes read from the first modality's samples), because a
    model that always draws one class is perfectly "coherent";
-5. beside them ``majority``: the coherence of a generator that always produces the training
-   split's most frequent class.
+5. beside them ``nearest-pair``, the raw-input reference: modality ``t`` of the training
+   sample nearest to the test sample in the source modalities (preprocessed features,
+   Euclidean), read by the same classifier, i.e. what the training pairs give with no model;
+   and ``majority``: a generator that always produces the training split's most frequent
+   class.
 
 Splits: the datasets with fixed splits (``mnist-label``, ``digits-label``, ``avdigits``,
 ``avdigits-label``) use them; any other labelled, aligned multi-view dataset is split 60 / 20 /
@@ -69,8 +72,8 @@ from modalign.eval.report import (
     seconds_lines,
     write_results_file,
 )
-from modalign.experiments.represent import load_represent_data, preprocessor
-from modalign.experiments.robustness import Splits, seed_splits
+from modalign.experiments.represent import load_represent_data, preprocessor, subset_mask
+from modalign.experiments.robustness import Splits, labels_of, seed_splits
 from modalign.methods import VAES, make_vae, vae_config
 from modalign.provenance import (
     check_provenance,
@@ -98,9 +101,10 @@ LEARNED = tuple(VAES)
 #: What ``modalign generate`` runs unless told otherwise (``wvae-full``, full-covariance
 #: posteriors, is about 4x slower to train and only on request).
 DEFAULT_METHODS = ("mvae", "wvae", "wvae-factorised")
-#: Always run: the untrained network, the per-modality classifiers, the majority class.
-REFERENCES = ("vae-untrained", "classifier", "majority")
-TABLE_ORDER = (*LEARNED, "vae-untrained", "majority")
+#: Always run: the untrained network, the nearest training pair (no model), the per-modality
+#: classifiers, the majority class.
+REFERENCES = ("vae-untrained", "nearest-pair", "classifier", "majority")
+TABLE_ORDER = (*LEARNED, "vae-untrained", "nearest-pair", "majority")
 #: The VAEs' training budget unless ``config`` sets ``epochs``: as many epochs as give this
 #: many optimiser steps (20 epochs of mnist-label, whose five seeds of three VAEs then fit in
 #: 15 minutes on 2 cores), at most :data:`MAX_EPOCHS`; the epoch of lowest validation loss is
@@ -122,16 +126,6 @@ CLASSIFIER = ProbeConfig(kind="encoder", batch_size=128, epochs=100, patience=5)
 
 
 # ------------------------------------------------------------------------------ helpers
-def _labels(ds: MultiViewDataset) -> np.ndarray:
-    return ds.row_labels(0).cpu().numpy()
-
-
-def _mask(ds: MultiViewDataset, subset: Sequence[int]) -> torch.Tensor:
-    mask = torch.zeros(ds.n_rows, ds.n_views, dtype=torch.bool)
-    mask[:, list(subset)] = True
-    return mask
-
-
 def _record(dataset, method, seed, metric, source, target, value) -> dict[str, Any]:
     return {
         "dataset": dataset,
@@ -169,9 +163,9 @@ class Readers:
                 continue
             self.probes[v] = Probe(cfg, random_state=seed).fit(
                 train.views[v],
-                _labels(train),
+                labels_of(train),
                 val.views[v],
-                _labels(val),
+                labels_of(val),
                 n_classes,
                 view_kind=train.kinds[v],
                 shape=train.shapes[v],
@@ -195,17 +189,17 @@ def generation_records(
 ) -> list[dict]:
     """Coherence from every source to every target, joint coherence and class spread of
     prior samples, per-modality test ELBO and reconstruction error (module docstring)."""
-    y = _labels(test)
+    y = labels_of(test)
     m = test.n_views
     records = []
     for t in range(m):
         for source in sources_of(t, m):
-            generated = model.generate(test, _mask(test, source), t)
+            generated = model.generate(test, subset_mask(test, source), t)
             value = coherence(read(t, generated), y)
             records.append(_record(dataset, method, seed, "coherence", source, t, value))
         noise = torch.Generator(device=model.config.device).manual_seed(seed)
         elbo = model.unimodal_elbo(test, t, generator=noise).mean()
-        own = model.generate(test, _mask(test, (t,)), t)
+        own = model.generate(test, subset_mask(test, (t,)), t)
         mse = ((own.cpu() - test.views[t].cpu()) ** 2).mean()
         records.append(_record(dataset, method, seed, "elbo", (t,), t, elbo))
         records.append(_record(dataset, method, seed, "reconstruction_mse", (t,), t, mse))
@@ -221,12 +215,45 @@ def generation_records(
     return records
 
 
+def nearest_pair(
+    train: MultiViewDataset, test: MultiViewDataset, source: Sequence[int], target: int
+) -> torch.Tensor:
+    """Cross-modal "generation" without learning: for each test row, the training row
+    nearest to it in the ``source`` views (Euclidean distance between their preprocessed
+    features, concatenated), and that training row's ``target`` view, ``(N_test, D_target)``."""
+    a = torch.cat([train.views[v].flatten(1) for v in source], dim=1)
+    b = torch.cat([test.views[v].flatten(1) for v in source], dim=1)
+    nearest = torch.cat([torch.cdist(chunk, a).argmin(1) for chunk in b.split(1024)])
+    return train.views[target][nearest]
+
+
+def nearest_pair_records(
+    dataset: str, seed: int, train: MultiViewDataset, test: MultiViewDataset, read: Readers
+) -> list[dict]:
+    """The coherence of :func:`nearest_pair` from every source to every target: what the
+    training pairs give with no model at all, the raw-input reference of every coherence."""
+    y = labels_of(test)
+    return [
+        _record(
+            dataset,
+            "nearest-pair",
+            seed,
+            "coherence",
+            s,
+            t,
+            coherence(read(t, nearest_pair(train, test, s, t)), y),
+        )
+        for t in range(test.n_views)
+        for s in sources_of(t, test.n_views)
+    ]
+
+
 def majority_records(
     dataset: str, seed: int, train: MultiViewDataset, test: MultiViewDataset
 ) -> list[dict]:
     """The coherence of always generating the training split's most frequent class."""
-    y = _labels(test)
-    guess = np.full_like(y, np.bincount(_labels(train)).argmax())
+    y = labels_of(test)
+    guess = np.full_like(y, np.bincount(labels_of(train)).argmax())
     value = coherence(guess, y)
     return [
         _record(dataset, "majority", seed, "coherence", s, t, value)
@@ -250,12 +277,12 @@ def plot_generations(
     t = _image_view(test)
     if t is None:
         return None
-    cols = one_per_class(_labels(test), per_class=2)
+    cols = one_per_class(labels_of(test), per_class=2)
     part = test.subset(cols)
     rows = {}
     for source in [tuple(range(test.n_views)), *((s,) for s in range(test.n_views))]:
         label = " + ".join(test.names[s] for s in source)
-        rows[f"from {label}"] = model.generate(part, _mask(part, source), t).cpu().numpy()
+        rows[f"from {label}"] = model.generate(part, subset_mask(part, source), t).cpu().numpy()
     fig = generation_grid_figure(
         part.views[t].cpu().numpy(),
         rows,
@@ -351,7 +378,9 @@ def run_generate(
     say = progress or (lambda _msg: None)
     done = {(r["method"], r["seed"]) for r in records}
     for seed in seeds:
-        todo = [m for m in [*runs, "classifier", "majority"] if (m, seed) not in done]
+        todo = [
+            m for m in [*runs, "classifier", "nearest-pair", "majority"] if (m, seed) not in done
+        ]
         if not todo:
             continue
         splits = seed_splits(data, seed)
@@ -361,7 +390,7 @@ def run_generate(
         read = Readers(train, val, n_classes, seed, device)
         new: list[dict] = []
         if "classifier" in todo:
-            y = _labels(test)
+            y = labels_of(test)
             for v, probe in read.probes.items():
                 if probe is not None:
                     acc = coherence(probe.predict(test.views[v]), y)
@@ -379,6 +408,8 @@ def run_generate(
                     if r["metric"] == "accuracy"
                 )
             )
+        if "nearest-pair" in todo:
+            new += nearest_pair_records(name, seed, train, test, read)
         if "majority" in todo:
             new += majority_records(name, seed, train, test)
         records += new
@@ -422,7 +453,7 @@ def _latent_plot(out: Path, dataset: str, method: str, seed: int, model: Any, te
     z = model.transform(test).cpu().numpy()
     fig = latent_figure(
         {f"{method}: posterior mean from all modalities": z},
-        _labels(test),
+        labels_of(test),
         title=f"{dataset} test set, seed {seed}",
         seed=seed,
     )
@@ -481,6 +512,8 @@ def markdown(records: Sequence[dict], names: Sequence[str] | None = None) -> str
         "generated modality's class is read by a classifier trained on that modality's real "
         "data (its accuracy on real test data is the last table; the label modality is read "
         "by its argmax). `vae-untrained`: the VAEs' network at its initial weights; "
+        "`nearest-pair`: the target modality of the training sample nearest in the source "
+        "modalities (no model: what the training pairs give); "
         "`majority`: always the training split's most frequent class.",
         "",
         "## Coherence: share of generated samples of the sample's true class",

@@ -84,7 +84,7 @@ from modalign.eval.report import (
     write_results_file,
 )
 from modalign.eval.supervised import classification_scores
-from modalign.experiments.robustness import Splits, seed_splits
+from modalign.experiments.robustness import Splits, labels_of, seed_splits
 from modalign.methods import (
     GMC,
     OTM,
@@ -257,14 +257,11 @@ def parse_subsets(text: str | None, names: Sequence[str]) -> list[tuple[int, ...
     return list(dict.fromkeys(out))
 
 
-def _mask(ds: MultiViewDataset, subset: Sequence[int]) -> torch.Tensor:
+def subset_mask(ds: MultiViewDataset, subset: Sequence[int]) -> torch.Tensor:
+    """``(N, M)`` bool: every row of ``ds`` with exactly the views of ``subset`` present."""
     mask = torch.zeros(ds.n_rows, ds.n_views, dtype=torch.bool)
     mask[:, list(subset)] = True
     return mask
-
-
-def _labels(ds: MultiViewDataset) -> np.ndarray:
-    return ds.row_labels(0).cpu().numpy()
 
 
 # ------------------------------------------------------------------------------ methods
@@ -312,9 +309,11 @@ class Representation:
 
     def _compute(self, ds: MultiViewDataset, subset: tuple[int, ...]) -> torch.Tensor:
         if self.method in GMC_METHODS:
-            return self.model.transform(ds, _mask(ds, subset), renormalise=self.renormalise).cpu()
+            return self.model.transform(
+                ds, subset_mask(ds, subset), renormalise=self.renormalise
+            ).cpu()
         if self.method in VAE_METHODS:
-            return self.model.transform(ds, _mask(ds, subset)).cpu()
+            return self.model.transform(ds, subset_mask(ds, subset)).cpu()
         # otm: its per-view codes (of every view, computed once per split); raw: the features.
         if id(ds) not in self._parts:
             views = list(ds.views)
@@ -385,7 +384,7 @@ def probe_records(
     train, val, test = parts
     complete = subsets(input_views(train.names))[0]
     z_train, z_val = rep(train, complete), rep(val, complete)
-    y_train, y_val, y_test = _labels(train), _labels(val), _labels(test)
+    y_train, y_val, y_test = labels_of(train), labels_of(val), labels_of(test)
     n_classes = int(max(y_train.max(), y_val.max(), y_test.max())) + 1
     reps = {s: rep(test, s) for s in tested}
     records = []
@@ -428,7 +427,7 @@ def supervised_records(
 ) -> list[dict]:
     """The supervised late-fusion reference: fusion head on complete rows and on subsets of
     two or more modalities (with the mask), a modality's own head on that modality alone."""
-    y = _labels(test)
+    y = labels_of(test)
     xs = [test.views[v] for v in views]
     records = []
     for s in tested:
@@ -545,8 +544,8 @@ def run_represent(
             start = time.perf_counter()
             new: list[dict] = []
             if method == "majority":
-                guess = np.full(test.n_rows, np.bincount(_labels(train)).argmax())
-                scores = classification_scores(_labels(test), guess)
+                guess = np.full(test.n_rows, np.bincount(labels_of(train)).argmax())
+                scores = classification_scores(labels_of(test), guess)
                 new = [
                     _record(name, method, seed, chosen[0], "none", m, v) for m, v in scores.items()
                 ]
@@ -554,8 +553,8 @@ def run_represent(
                 cfg = method_config(method, n_classes, config)
                 model = SupervisedFusion(cfg, random_state=seed).fit(
                     [train.views[v] for v in views],
-                    _labels(train),
-                    validation=([val.views[v] for v in views], _labels(val)),
+                    labels_of(train),
+                    validation=([val.views[v] for v in views], labels_of(val)),
                     modality_names=[names[v] for v in views],
                     progress=progress_bars,
                 )
@@ -583,7 +582,7 @@ def run_represent(
                             plot_modality_embeddings(
                                 rep(test, tuple(views)),
                                 {names[v]: rep(test, (v,)) for v in views},
-                                _labels(test),
+                                labels_of(test),
                                 out / f"embedding-{method}.png",
                                 title=f"{name}: {method} test representations, seed {seed}",
                                 seed=seed,

@@ -295,7 +295,8 @@ def _records(dataset, model, seed, condition, modality, level, scores, seconds) 
     ]
 
 
-def _labels(ds: MultiViewDataset) -> np.ndarray:
+def labels_of(ds: MultiViewDataset) -> np.ndarray:
+    """The class of every row of an aligned dataset, ``(N,)`` numpy."""
     return ds.row_labels(0).cpu().numpy()
 
 
@@ -320,8 +321,8 @@ def run_model(
     start = time.perf_counter()
     model = SupervisedFusion(cfg, random_state=seed).fit(
         list(train.views),
-        _labels(train),
-        validation=(list(val.views), _labels(val)),
+        labels_of(train),
+        validation=(list(val.views), labels_of(val)),
         modality_names=train.names,
         checkpoint=checkpoint,
         progress=progress,
@@ -330,19 +331,19 @@ def run_model(
     records = []
     for condition, modality, level, raw in corrupted_test_sets(splits.test, seed):
         test = prep.transform(raw)
-        scores = model.score(list(test.views), _labels(test), mask=test.mask)
+        scores = model.score(list(test.views), labels_of(test), mask=test.mask)
         records += _records(dataset, model_name, seed, condition, modality, level, scores, seconds)
         if condition == "missing":
             # The same model, with lone modalities predicted by their own heads.
             scores = model.score(
-                list(test.views), _labels(test), mask=test.mask, single_fallback=True
+                list(test.views), labels_of(test), mask=test.mask, single_fallback=True
             )
             records += _records(
                 dataset, model_name, seed, FALLBACK, modality, level, scores, seconds
             )
     test = prep.transform(splits.test)
     for m, name in enumerate(test.names):
-        scores = model.score(list(test.views), _labels(test), modality=m)
+        scores = model.score(list(test.views), labels_of(test), modality=m)
         records += _records(dataset, model_name, seed, "single", name, 0.0, scores, seconds)
     return records, model
 
@@ -368,7 +369,7 @@ def validation_scores(model: TransformerClassifier, val: MultiViewDataset) -> di
     split: what :func:`choose_alignment` compares."""
     views, token_masks = _token_inputs(val)
     logits = model.decision(views, token_masks, val.mask).cpu()
-    y = torch.as_tensor(_labels(val))
+    y = torch.as_tensor(labels_of(val))
     return {
         "accuracy": float((logits.argmax(1) == y).double().mean()),
         "cross_entropy": float(F.cross_entropy(logits.double(), y)),
@@ -420,10 +421,10 @@ def run_transformer(
         start = time.perf_counter()
         model = TransformerClassifier(cfg, random_state=seed).fit(
             views,
-            _labels(train),
+            labels_of(train),
             token_masks,
             mask=train.mask,
-            validation=(val_views, _labels(val), val_token_masks, val.mask),
+            validation=(val_views, labels_of(val), val_token_masks, val.mask),
             checkpoint=ckpt,
             progress=progress,
         )
@@ -467,18 +468,18 @@ def run_transformer(
     # Only now is the test split read.
     for condition, modality, level, raw in corrupted_test_sets(splits.test, seed):
         test = prep.transform(raw)
-        scores = best.score(list(test.views), _labels(test), list(test.token_masks), test.mask)
+        scores = best.score(list(test.views), labels_of(test), list(test.token_masks), test.mask)
         records += _records(dataset, run.name, seed, condition, modality, level, scores, seconds)
     test = prep.transform(splits.test)
     for m, name in enumerate(test.names):
-        scores = best.score(list(test.views), _labels(test), list(test.token_masks), modality=m)
+        scores = best.score(list(test.views), labels_of(test), list(test.token_masks), modality=m)
         records += _records(dataset, run.name, seed, "single", name, 0.0, scores, seconds)
     return records, best, ckpts
 
 
 def majority_records(dataset: str, splits: Splits, seed: int) -> list[dict]:
     """The trivial baseline: the most frequent training class, for every test sample."""
-    y_train, y_test = _labels(splits.train), _labels(splits.test)
+    y_train, y_test = labels_of(splits.train), labels_of(splits.test)
     guess = np.full_like(y_test, np.bincount(y_train).argmax())
     return _records(
         dataset, "majority", seed, "clean", "all", 0.0, classification_scores(y_test, guess), 0.0
