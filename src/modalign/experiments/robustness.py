@@ -104,8 +104,8 @@ MODALITY_DROPOUT = 0.3
 #: The transformers' protocol settings over :class:`~modalign.methods.TransformerConfig`'s
 #: defaults (``config`` overrides both): a CPU budget. Without dropout a late-fusion epoch on
 #: avdigits-tokens is 2.5x faster (attention dropout takes PyTorch's slower CPU path); at most
-#: 10 epochs with patience 3 (validation accuracy reached 0.99 for both fusions within 10
-#: epochs, measured on the validation split only).
+#: 10 epochs with patience 3 (validation accuracies of 0.98-0.99 for both fusions: the
+#: chosen-alpha tables of docs/transformer.md; validation split only).
 TRANSFORMER_DEFAULTS: dict[str, Any] = {"dropout": 0.0, "epochs": 10, "patience": 3}
 #: How the alignment weights are chosen (stored in the header's config of every +align model).
 SELECTION = "validation accuracy; ties: lower validation cross-entropy, then grid order"

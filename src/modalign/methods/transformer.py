@@ -68,8 +68,8 @@ averaging of ``DistributedDataParallel`` with the weights in the loss), so every
 the one-process Adam step; the logged losses are the global batch's. The validation
 cross-entropy is sharded the same way and summed (reduced on rank 0 and broadcast, so that
 every rank takes the same early-stopping and best-epoch decisions); only rank 0 writes the
-checkpoint, the other ranks resume from a copy of it sent at the start (and write theirs in
-a temporary folder: :func:`~modalign.train.distributed.rank_zero_checkpoint`).
+checkpoint, the other ranks resume from a copy of it sent at the start and write nothing
+(:func:`~modalign.train.distributed.rank_zero_checkpoint`).
 
 With ``dropout = 0`` a run on W processes equals the one-process run with the same
 ``batch_size`` up to float32 summation order (every row's forward pass and optimal transport
@@ -602,6 +602,7 @@ class TransformerClassifier(nn.Module):
                 desc=desc,
                 stop_after=stop_after,
                 device=cfg.device,
+                write=rank == 0,
             )
         self.eval()
         return self

@@ -100,12 +100,12 @@ def check_same_on_ranks(values: Sequence[int], what: str) -> None:
 
 @contextlib.contextmanager
 def rank_zero_checkpoint(checkpoint: str | Path | None) -> Iterator[str | Path | None]:
-    """The checkpoint path this rank gives :func:`~modalign.train.train_epochs`: ``checkpoint``
-    itself on rank 0 (the only rank writing it); on the other ranks a private copy of rank 0's
-    file at entry (sent over the process group, so no shared file system is needed), in a
-    temporary folder removed at exit, so that every rank resumes from the same state while
-    only rank 0 writes to ``checkpoint``. Without a process group (or a checkpoint): the
-    argument. Enter it on every rank, before the first training step."""
+    """The checkpoint this rank resumes from: ``checkpoint`` itself on rank 0 (the only rank
+    that writes it: ``train_epochs(..., write=rank == 0)``); on the other ranks a private
+    copy of rank 0's file at entry (sent over the process group, so no shared file system is
+    needed), in a temporary folder removed at exit, so that every rank resumes from the same
+    state. Without a process group (or a checkpoint): the argument. Enter it on every rank,
+    before the first training step."""
     rank, world = rank_and_world()
     if world == 1 or checkpoint is None:
         yield checkpoint

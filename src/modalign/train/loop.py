@@ -92,6 +92,7 @@ def train_epochs(
     desc: str = "training",
     stop_after: int | None = None,
     device: torch.device | str = "cpu",
+    write: bool = True,
 ) -> list[dict[str, float]]:
     """Train ``model`` for up to ``epochs`` epochs; return the per-epoch history.
 
@@ -106,6 +107,8 @@ def train_epochs(
         checkpoint: file written after every epoch; resumed from when it exists. The
             per-epoch history goes beside it (:func:`history_path`), and to TensorBoard when
             it is installed.
+        write: write the checkpoint, its history and TensorBoard files (False: only resume
+            from ``checkpoint``, as a data-parallel rank other than 0 does).
         stop_after: end after this many epochs of this call (to test interruption); the model
             then holds the weights of the last epoch trained, not the best one. 0 trains
             nothing: the model keeps its initial (or resumed) weights.
@@ -137,7 +140,7 @@ def train_epochs(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=epochs, initial=start, desc=desc, leave=False)
-    if checkpoint is not None and not stopped and start < epochs:
+    if checkpoint is not None and write and not stopped and start < epochs:
         board = _tensorboard(Path(checkpoint), start)
     try:
         for done, epoch in enumerate(range(start, epochs), start=1):
@@ -156,7 +159,7 @@ def train_epochs(
                     best["bad"] += 1
                 stopped = patience is not None and best["bad"] >= patience
             history.append(log)
-            if checkpoint is not None:
+            if checkpoint is not None and write:
                 save_checkpoint(
                     checkpoint,
                     {
