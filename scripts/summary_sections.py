@@ -28,7 +28,7 @@ def sections(root: Path, names: Iterable[str]) -> list[str]:
             "",
             provenance_line(header),
             "",
-            f"Wall time {wall / 60:.1f} min." if wall else "",
+            f"Wall time of the invocation that last wrote it: {wall / 60:.1f} min." if wall else "",
             *[line.replace("## ", "#### ") for line in body],
         ]
     return out
