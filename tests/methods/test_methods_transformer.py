@@ -17,6 +17,7 @@ from modalign.methods.transformer import (
     TransformerClassifier,
     TransformerConfig,
     check_token_views,
+    length_sorted_batches,
     modality_dropout,
 )
 from modalign.ot.token import token_cost, token_ot
@@ -347,3 +348,37 @@ def test_config_and_input_errors(data):
         model.predict(longer, [np.concatenate([masks[0], masks[0]], 1), masks[1], masks[2]])
     with pytest.raises(ValueError, match="trained on d=5"):
         model.predict([views[0], views[1][..., :2], views[2]], masks)
+
+
+# ---------------------------------------------------------------- length-sorted batches
+
+
+def test_length_sorted_batches_cover_random_rows_with_less_padding():
+    lengths = torch.randint(1, 200, (1000,), generator=torch.Generator().manual_seed(0))
+
+    def draw(pool: int, seed: int = 3) -> list[torch.Tensor]:
+        return length_sorted_batches(lengths, 64, pool, torch.Generator().manual_seed(seed))
+
+    for pool in (1, 4, 100):
+        batches = draw(pool)
+        rows = torch.cat(batches)
+        assert len(batches) == 1000 // 64 and all(len(b) == 64 for b in batches)
+        assert len(rows.unique()) == len(rows)  # no row twice; 1000 - 960 sit out
+        assert all(torch.equal(a, b) for a, b in zip(batches, draw(pool)))  # seeded
+    # pool 1: the plain shuffled batches of the generator's permutation.
+    plain = torch.randperm(1000, generator=torch.Generator().manual_seed(3))[:960]
+    assert torch.equal(torch.cat(draw(1)), plain)
+    # Sorted pools: the padding (longest minus mean length per batch) shrinks; the batches'
+    # order is shuffled (not ascending), and another seed leaves other rows out.
+    waste = {
+        pool: float(sum(lengths[b].max() - lengths[b].float().mean() for b in draw(pool)))
+        for pool in (1, 4, 100)
+    }
+    assert waste[100] < waste[4] < 0.5 * waste[1]
+    longest = torch.stack([lengths[b].max() for b in draw(100)])
+    assert not torch.equal(longest, longest.sort().values)
+    assert not torch.equal(
+        torch.cat(draw(100)).sort().values, torch.cat(draw(100, 4)).sort().values
+    )
+    with pytest.raises(ValueError, match="sort_pool"):
+        TransformerConfig(n_outputs=2, sort_pool=0)
