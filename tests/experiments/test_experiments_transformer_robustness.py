@@ -309,3 +309,29 @@ def test_cli_runs_the_transformers_on_token_data(tmp_path, monkeypatch):
     assert chosen_alignment(records) == {
         "transformer-early+align": {0: {"alpha": 1.0, "beta": 0.5}}
     }
+
+
+@pytest.mark.slow
+def test_parallel_jobs_give_the_records_of_one_process(tmp_path):
+    """``jobs = 2`` trains the grid's candidates in two worker processes: the same records
+    (all but their seconds), in the same order, as one process; resuming retrains nothing."""
+    kwargs = dict(
+        name="tokens",
+        models=["transformer-late"],
+        align="both",
+        alphas=[0.1, 1.0],
+        seeds=[0, 1],
+        config=SMALL,
+        baselines=False,
+    )
+    one = run_robustness(token_splits(), **kwargs)
+    two = run_robustness(token_splits(), out=tmp_path, jobs=2, **kwargs)
+
+    def strip(records):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+    assert strip(two) == strip(one)
+    assert len(list((tmp_path / "models").glob("*.pt"))) == 4
+    assert run_robustness(token_splits(), out=tmp_path, jobs=2, **kwargs) == two
+    with pytest.raises(ValueError, match="jobs must be at least 1"):
+        run_robustness(token_splits(), jobs=0, **kwargs)

@@ -55,7 +55,15 @@ def robustness(
     epochs: int | None = typer.Option(None, min=1, help="Maximum training epochs."),
     patience: int | None = typer.Option(None, min=1, help="Early-stopping patience (epochs)."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, mps ..."),
-    progress_bars: bool = typer.Option(False, "--progress", help="Show per-epoch progress bars."),
+    progress_bars: bool = typer.Option(
+        False, "--progress", help="Show per-epoch progress bars (with --jobs 1)."
+    ),
+    jobs: int = typer.Option(
+        1,
+        min=1,
+        help="Train this many models at once (each alpha of a +align model is one), in "
+        "processes of one thread each; the records do not depend on it.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the records as JSON instead."),
 ) -> None:
     """Train fusion models with and without OTM, or transformers with and without alignment
@@ -85,5 +93,6 @@ def robustness(
             config=config,
             progress=None if as_json else typer.echo,
             progress_bars=progress_bars,
+            jobs=jobs,
         )
     print_results(records, out, as_json=as_json, started=start, extra=("robustness.png",))

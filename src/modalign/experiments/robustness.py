@@ -75,6 +75,7 @@ from modalign.eval.robustness import (
     relative_robustness,
 )
 from modalign.eval.supervised import classification_scores
+from modalign.experiments.parallel import run_tasks
 from modalign.methods.supervised import SupervisedConfig, SupervisedFusion
 from modalign.methods.transformer import TransformerClassifier, TransformerConfig
 from modalign.nn import FUSIONS
@@ -380,67 +381,74 @@ def _candidate(alpha: float, beta: float) -> str:
     return f"alpha={alpha:g} beta={beta:g}"
 
 
-def run_transformer(
+def alignment_grid(
+    run: ModelRun, alphas: Sequence[float], betas: Sequence[float]
+) -> list[tuple[float | None, float | None]]:
+    """The ``(alpha, beta)`` pairs a model trains one candidate for, in grid order:
+    ``alphas`` x ``betas`` for a ``+align`` transformer, ``[(None, None)]`` for any other."""
+    if run.family == "transformer" and run.align:
+        return [(a, b) for a in alphas for b in betas]
+    return [(None, None)]
+
+
+def fit_transformer(
+    run: ModelRun,
+    splits: Splits,
+    seed: int,
+    alpha: float | None = None,
+    beta: float | None = None,
+    *,
+    preprocess: str = "auto",
+    config: Mapping[str, Any] | None = None,
+    checkpoint: Path | None = None,
+    progress: bool = False,
+) -> tuple[dict[str, Any], TransformerClassifier]:
+    """Train one transformer (one ``(alpha, beta)`` candidate of a ``+align`` model, or the
+    model itself) on one seed's training split, early-stopped on its validation split.
+
+    Returns ``{"alpha", "beta", "seconds", "accuracy", "cross_entropy"}`` (the validation
+    scores :func:`choose_alignment` compares) and the trained model; the test split is not
+    read."""
+    prep = Preprocessor(preprocess).fit(splits.train)
+    train, val = prep.transform(splits.train), prep.transform(splits.val)
+    cfg = transformer_config(
+        run, int(splits.train.labels.max()) + 1, config, alpha=alpha, beta=beta
+    )
+    views, token_masks = _token_inputs(train)
+    val_views, val_token_masks = _token_inputs(val)
+    start = time.perf_counter()
+    model = TransformerClassifier(cfg, random_state=seed).fit(
+        views,
+        labels_of(train),
+        token_masks,
+        mask=train.mask,
+        validation=(val_views, labels_of(val), val_token_masks, val.mask),
+        checkpoint=checkpoint,
+        progress=progress,
+    )
+    seconds = time.perf_counter() - start
+    fit = {"alpha": alpha, "beta": beta, "seconds": seconds, **validation_scores(model, val)}
+    return fit, model
+
+
+def transformer_records(
     run: ModelRun,
     dataset: str,
     splits: Splits,
     seed: int,
+    fits: Sequence[Mapping[str, Any]],
+    models: Sequence[TransformerClassifier],
     *,
     preprocess: str = "auto",
-    config: Mapping[str, Any] | None = None,
-    alphas: Sequence[float] = ALPHAS,
-    betas: Sequence[float] = BETAS,
-    checkpoint: Callable[[str, TransformerConfig], Path] | None = None,
-    progress: bool = False,
-    say: Callable[[str], None] | None = None,
-) -> tuple[list[dict], TransformerClassifier, list[Path]]:
-    """Train one transformer on one seed's token splits and evaluate it under every
-    condition; return the records, the trained model and the training checkpoints used.
+) -> tuple[list[dict], TransformerClassifier]:
+    """The records of one transformer on one seed from its trained candidates (``fits`` and
+    ``models`` of :func:`fit_transformer`, in grid order), and the model kept.
 
-    A ``+align`` model trains one model per ``(alpha, beta)`` of ``alphas`` x ``betas`` and
-    keeps the one :func:`choose_alignment` picks from the validation scores alone (the test
-    split is first read after the choice); its records add the validation scores of every
-    pair and the chosen pair. ``checkpoint(stem, config)``: the training checkpoint of one
-    model (None: none)."""
-    prep = Preprocessor(preprocess).fit(splits.train)
-    train, val = prep.transform(splits.train), prep.transform(splits.val)
-    n_classes = int(splits.train.labels.max()) + 1
-    grid = [(a, b) for a in alphas for b in betas] if run.align else [(None, None)]
-    say = say or (lambda _msg: None)
-    views, token_masks = _token_inputs(train)
-    val_views, val_token_masks = _token_inputs(val)
-    fits: list[dict[str, Any]] = []
-    best: TransformerClassifier | None = None
-    ckpts: list[Path] = []
-    for alpha, beta in grid:
-        cfg = transformer_config(run, n_classes, config, alpha=alpha, beta=beta)
-        stem = f"{run.name}-{seed}" + ("" if alpha is None else f"-alpha{alpha:g}-beta{beta:g}")
-        ckpt = None if checkpoint is None else checkpoint(stem, cfg)
-        if ckpt is not None:
-            ckpts.append(ckpt)
-        start = time.perf_counter()
-        model = TransformerClassifier(cfg, random_state=seed).fit(
-            views,
-            labels_of(train),
-            token_masks,
-            mask=train.mask,
-            validation=(val_views, labels_of(val), val_token_masks, val.mask),
-            checkpoint=ckpt,
-            progress=progress,
-        )
-        seconds = time.perf_counter() - start
-        scores = validation_scores(model, val)
-        fits.append({"alpha": alpha, "beta": beta, "seconds": seconds, **scores})
-        if run.align:
-            say(
-                f"{run.name:>24} seed {seed}: {_candidate(alpha, beta)}: validation accuracy "
-                f"{scores['accuracy']:.3f} cross-entropy {scores['cross_entropy']:.3f} "
-                f"({seconds:.1f} s)"
-            )
-        if choose_alignment(fits) == len(fits) - 1:
-            best = model
-    assert best is not None
-    chosen = fits[choose_alignment(fits)]
+    A ``+align`` model keeps the candidate :func:`choose_alignment` picks from the validation
+    scores alone; its records add the validation scores of every pair and the chosen pair.
+    Only then is the test split read: the kept model is evaluated under every condition."""
+    best = choose_alignment(fits)
+    model = models[best]
     seconds = sum(f["seconds"] for f in fits)  # a +align model's cost: its whole search
     records: list[dict] = []
     if run.align:
@@ -455,26 +463,60 @@ def run_transformer(
                 {"accuracy": f["accuracy"], "cross_entropy": f["cross_entropy"]},
                 f["seconds"],
             )
-        records += _records(
-            dataset,
-            run.name,
-            seed,
-            "chosen",
-            "all",
-            0.0,
-            {"alpha": chosen["alpha"], "beta": chosen["beta"]},
-            seconds,
-        )
-    # Only now is the test split read.
+        chosen = {"alpha": fits[best]["alpha"], "beta": fits[best]["beta"]}
+        records += _records(dataset, run.name, seed, "chosen", "all", 0.0, chosen, seconds)
+    prep = Preprocessor(preprocess).fit(splits.train)
     for condition, modality, level, raw in corrupted_test_sets(splits.test, seed):
         test = prep.transform(raw)
-        scores = best.score(list(test.views), labels_of(test), list(test.token_masks), test.mask)
+        scores = model.score(list(test.views), labels_of(test), list(test.token_masks), test.mask)
         records += _records(dataset, run.name, seed, condition, modality, level, scores, seconds)
     test = prep.transform(splits.test)
     for m, name in enumerate(test.names):
-        scores = best.score(list(test.views), labels_of(test), list(test.token_masks), modality=m)
+        scores = model.score(list(test.views), labels_of(test), list(test.token_masks), modality=m)
         records += _records(dataset, run.name, seed, "single", name, 0.0, scores, seconds)
-    return records, best, ckpts
+    return records, model
+
+
+def _fit_task(
+    run: ModelRun,
+    seed: int,
+    alpha: float | None,
+    beta: float | None,
+    name: str,
+    preprocess: str,
+    config: Mapping[str, Any] | None,
+    checkpoint: Path | None,
+    progress: bool,
+    context: Splits | MultiViewDataset,
+) -> tuple[Any, Any]:
+    """One training run of the protocol (:func:`~modalign.experiments.parallel.run_tasks`
+    task; ``context`` is the data): a transformer candidate (:func:`fit_transformer`) or a
+    whole fusion MLP (:func:`run_model`: its records and model)."""
+    splits = seed_splits(context, seed)
+    if run.family == "transformer":
+        return fit_transformer(
+            run,
+            splits,
+            seed,
+            alpha,
+            beta,
+            preprocess=preprocess,
+            config=config,
+            checkpoint=checkpoint,
+            progress=progress,
+        )
+    return run_model(
+        run.name,
+        run.fusion,
+        run.otm,
+        name,
+        splits,
+        seed,
+        preprocess=preprocess,
+        config=config,
+        checkpoint=checkpoint,
+        progress=progress,
+    )
 
 
 def majority_records(dataset: str, splits: Splits, seed: int) -> list[dict]:
@@ -579,6 +621,7 @@ def run_robustness(
     name: str | None = None,
     progress: Callable[[str], None] | None = None,
     progress_bars: bool = False,
+    jobs: int = 1,
 ) -> list[dict]:
     """Run the benchmark and return its records.
 
@@ -596,7 +639,14 @@ def run_robustness(
     resumes from it; its curves stay in ``*.history.csv``), and each finished model's weights
     under ``models/``. Runs already in ``results.json`` are not repeated (an interrupted
     benchmark resumes), and a folder written for other data, preprocessing or model configs is
-    refused (:func:`modalign.provenance.check_provenance`)."""
+    refused (:func:`modalign.provenance.check_provenance`).
+
+    ``jobs``: train that many models at once, in worker processes of one thread each (every
+    candidate of a ``+align`` model's grid is a run of its own); the records do not depend on
+    it (their ``seconds`` do: each counts its own run, on a shared machine). ``progress_bars``
+    (per-epoch bars) needs ``jobs == 1``."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
     started = time.perf_counter()
     alphas, betas = [float(a) for a in alphas], [float(b) for b in betas]
     check_grids(alphas, betas)
@@ -637,63 +687,96 @@ def run_robustness(
         fingerprint = {**key, "config": plain_settings(dict(settings)), "seed": seed}
         return keyed_checkpoint(out / "checkpoints", stem, fingerprint)
 
+    def table_order(r: dict) -> tuple[int, int]:
+        # The order of a sequential run (per seed: majority, then the models as asked),
+        # whatever order parallel runs finish in.
+        rank = {"majority": -1, **{run.name: i for i, run in enumerate(runs)}}
+        return r["seed"], rank.get(r["model"], len(runs))
+
     done = {(r["model"], r["seed"]) for r in records}
     say = progress or (lambda _msg: None)
+    tasks: list[dict] = []
     for seed in seeds:
-        splits = seed_splits(data, seed)
-        todo = [r for r in runs if (r.name, seed) not in done]
         if ("majority", seed) not in done:
-            records += majority_records(name, splits, seed)
-        for run in todo:
-            if run.family == "transformer":
-                new, model, ckpts = run_transformer(
-                    run,
-                    name,
-                    splits,
-                    seed,
-                    preprocess=preprocess,
-                    config=config,
-                    alphas=alphas,
-                    betas=betas,
-                    checkpoint=lambda stem, cfg, seed=seed: checkpoint(stem, asdict(cfg), seed),
-                    progress=progress_bars,
-                    say=say,
+            records += majority_records(name, seed_splits(data, seed), seed)
+        for run in runs:
+            if (run.name, seed) in done:
+                continue
+            for alpha, beta in alignment_grid(run, alphas, betas):
+                if run.family == "transformer":
+                    settings = asdict(
+                        transformer_config(run, n_classes, config, alpha=alpha, beta=beta)
+                    )
+                    stem = f"{run.name}-{seed}" + (
+                        "" if alpha is None else f"-alpha{alpha:g}-beta{beta:g}"
+                    )
+                else:
+                    settings, stem = configs[run.name], f"{run.name}-{seed}"
+                tasks.append(
+                    dict(
+                        run=run,
+                        seed=seed,
+                        alpha=alpha,
+                        beta=beta,
+                        name=name,
+                        preprocess=preprocess,
+                        config=config,
+                        checkpoint=checkpoint(stem, settings, seed),
+                        progress=progress_bars and jobs == 1,
+                    )
                 )
-            else:
-                ckpt = checkpoint(f"{run.name}-{seed}", configs[run.name], seed)
-                new, model = run_model(
-                    run.name,
-                    run.fusion,
-                    run.otm,
-                    name,
-                    splits,
-                    seed,
-                    preprocess=preprocess,
-                    config=config,
-                    checkpoint=ckpt,
-                    progress=progress_bars,
-                )
-                ckpts = [] if ckpt is None else [ckpt]
-            records += new
-            clean = {r["metric"]: r["value"] for r in new if r["condition"] == "clean"}
-            chosen = {r["metric"]: r["value"] for r in new if r["condition"] == "chosen"}
-            pick = "".join(f" {k} {v:g}" for k, v in chosen.items())
+    finished: dict[tuple[str, int], list[tuple[dict, Any]]] = {}
+    for task, result in run_tasks(_fit_task, tasks, jobs, context=data):
+        run, seed = task["run"], task["seed"]
+        grid = alignment_grid(run, alphas, betas)
+        got = finished.setdefault((run.name, seed), [])
+        got.append((task, result))
+        if run.align:
+            fit = result[0]
             say(
-                f"{run.name:>24} seed {seed}: clean accuracy {clean['accuracy']:.3f} "
-                f"macro F1 {clean['macro_f1']:.3f} ({new[-1]['seconds']:.1f} s)"
-                + (f"; chosen on validation:{pick}" if pick else "")
+                f"{run.name:>24} seed {seed}: {_candidate(fit['alpha'], fit['beta'])}: "
+                f"validation accuracy {fit['accuracy']:.3f} cross-entropy "
+                f"{fit['cross_entropy']:.3f} ({fit['seconds']:.1f} s)"
             )
-            if out is not None:
-                write_robustness(out, records, header())
-                # The run is in results.json now: keep its trained weights (a few MB) and drop
-                # the training checkpoints (optimiser state and best-epoch copy: several times
-                # larger, only needed to resume an interrupted run).
-                save_checkpoint(
-                    out / "models" / f"{run.name}-{seed}.pt",
-                    {"model": model.state_dict(), "settings": plain_settings(asdict(model.config))},
-                )
-                for ckpt in ckpts:
-                    ckpt.unlink(missing_ok=True)
+        if len(got) < len(grid):
+            continue
+        del finished[(run.name, seed)]
+        if run.family == "transformer":
+            got.sort(key=lambda tr: grid.index((tr[0]["alpha"], tr[0]["beta"])))
+            new, model = transformer_records(
+                run,
+                name,
+                seed_splits(data, seed),
+                seed,
+                [r[0] for _, r in got],
+                [r[1] for _, r in got],
+                preprocess=preprocess,
+            )
+        else:
+            new, model = result
+        records += new
+        clean = {r["metric"]: r["value"] for r in new if r["condition"] == "clean"}
+        chosen = {r["metric"]: r["value"] for r in new if r["condition"] == "chosen"}
+        pick = "".join(f" {k} {v:g}" for k, v in chosen.items())
+        say(
+            f"{run.name:>24} seed {seed}: clean accuracy {clean['accuracy']:.3f} "
+            f"macro F1 {clean['macro_f1']:.3f} ({new[-1]['seconds']:.1f} s)"
+            + (f"; chosen on validation:{pick}" if pick else "")
+        )
+        if out is not None:
+            records.sort(key=table_order)
+            write_robustness(out, records, header())
+            # The run is in results.json now: keep its trained weights (a few MB) and drop
+            # the training checkpoints (optimiser state and best-epoch copy: several times
+            # larger, only needed to resume an interrupted run).
+            save_checkpoint(
+                out / "models" / f"{run.name}-{seed}.pt",
+                {"model": model.state_dict(), "settings": plain_settings(asdict(model.config))},
+            )
+            for t, _ in got:
+                if t["checkpoint"] is not None:
+                    t["checkpoint"].unlink(missing_ok=True)
+    records.sort(key=table_order)
     if out is not None and records:
         write_robustness(out, records, header())
     return records
