@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from modalign.cli._errors import user_errors
+from modalign.cli._errors import option_list, user_errors
 from modalign.cli._output import print_results
 
 
@@ -30,7 +30,10 @@ def cluster(
     data_dir: Path | None = typer.Option(None, help="Data folder (default $MODALIGN_DATA)."),
     preprocess: str = typer.Option("auto", help="auto | l2 | zscore | tfidf+l2 | minmax ..."),
     rate: float | None = typer.Option(
-        None, help="Unaligned only: fraction of each view's rows permuted (default 1)."
+        None,
+        min=0.0,
+        max=1.0,
+        help="Unaligned only: fraction of each view's rows permuted (default 1).",
     ),
     known_pairs: str = typer.Option(
         "0,0.1,0.3,0.5,1", help="Partial: the shares of known pairs, comma-separated."
@@ -72,7 +75,7 @@ def cluster(
         names = (
             list(DEFAULT_METHODS.get(setting, ()))
             if methods is None
-            else [m.strip() for m in methods.split(",") if m.strip()]
+            else option_list(methods, "--methods")
         )
         common = dict(
             methods=names,

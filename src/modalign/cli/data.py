@@ -110,6 +110,11 @@ def fetch_datasets(
     from modalign.data.load import BUILTIN
     from modalign.data.registry import data_home
 
+    if not timeout > 0:  # a timeout of 0 or less would make every request fail at once
+        typer.echo(
+            f"error: --timeout must be a positive number of seconds, got {timeout}", err=True
+        )
+        raise typer.Exit(code=2)
     root = data_home(data_dir)
     for name in names:
         if name.lower() in BUILTIN:

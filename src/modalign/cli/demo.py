@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from modalign.cli._errors import user_errors
+from modalign.cli._errors import option_list, user_errors
 
 #: The demo's default methods per setting: the learned ones beside the trivial and classical
 #: baselines and OTM's head alone on the raw views (graph-*), as in every table.
@@ -51,7 +51,8 @@ def demo(
         )
         raise typer.Exit(2)
     chosen = DEMO_METHODS[setting] if methods is None else methods
-    names = [m.strip() for m in chosen.split(",") if m.strip()]
+    with user_errors(ValueError):
+        names = option_list(chosen, "--methods")
     typer.echo(
         f"digits (1797 images, left and right halves as two views), {setting}, "
         f"{seeds} seed(s), {epochs} epochs"

@@ -19,18 +19,22 @@ app = typer.Typer(
 def simulate(
     dataset: str = typer.Option(..., help="Registry name (see `modalign data list`) or a file."),
     rounds: int = typer.Option(100, min=1, help="Rounds (one round is one OTM epoch)."),
-    warmup: int | None = typer.Option(None, help="Rounds before mixing starts (default R/5)."),
+    warmup: int | None = typer.Option(
+        None, min=0, help="Rounds before mixing starts (default R/5)."
+    ),
     setting: str = typer.Option("aligned", help="aligned | unaligned"),
-    rate: float = typer.Option(1.0, help="Unaligned: fraction of each view's rows permuted."),
-    seed: int = typer.Option(0, help="Seed of the server's draws, the agents and the head."),
+    rate: float = typer.Option(
+        1.0, min=0.0, max=1.0, help="Unaligned: fraction of each view's rows permuted."
+    ),
+    seed: int = typer.Option(0, min=0, help="Seed of the server's draws, the agents and the head."),
     out: Path = typer.Option(Path("runs/federated"), help="Folder for results."),
     data_dir: Path | None = typer.Option(None, help="Data folder (default $MODALIGN_DATA)."),
     preprocess: str = typer.Option("auto", help="auto | l2 | zscore | tfidf+l2 | minmax ..."),
     cross_gradients: bool = typer.Option(
         False, help="Also return gradients through the mixer (default: only codes leave)."
     ),
-    dp_clip: float = typer.Option(0.0, help="Local DP: clip norm of each code (0: off)."),
-    dp_noise: float = typer.Option(0.0, help="Local DP: noise multiplier (0: off)."),
+    dp_clip: float = typer.Option(0.0, min=0.0, help="Local DP: clip norm of each code (0: off)."),
+    dp_noise: float = typer.Option(0.0, min=0.0, help="Local DP: noise multiplier (0: off)."),
     dp_delta: float = typer.Option(1e-5, help="Local DP: delta of the reported epsilon."),
     round_timeout: float = typer.Option(120.0, help="Seconds a round waits for agents."),
     engine: str = typer.Option(
@@ -41,6 +45,7 @@ def simulate(
     """Run the agents and the server on this machine and write results.json / results.md."""
     from modalign.data import load_dataset
     from modalign.data.builtin import refuse_label_view
+    from modalign.data.load import check_classes
     from modalign.eval import markdown_table, read_header
     from modalign.federated import Agent, FederatedConfig, LocalTransport, load_modality
     from modalign.federated.server import results_key, run_federated
@@ -51,6 +56,11 @@ def simulate(
         raw = refuse_label_view(load_dataset(dataset, data_dir=data_dir), "federated OTM")
         if raw.labels is None:
             raise ValueError(f"dataset {dataset!r} has no labels to score clusters against")
+        check_classes(raw, "federated OTM")
+        if raw.n_views < 2:
+            raise ValueError(
+                f"{raw.source}: one view; federated OTM needs two or more (one agent per view)"
+            )
         config = FederatedConfig(
             dataset=dataset,
             otm=OTMConfig(
@@ -121,18 +131,20 @@ def simulate(
 @app.command("app")
 def write_app(
     dataset: str = typer.Option(..., help="Dataset name or file, as the agents know it."),
-    n_clusters: int = typer.Option(..., min=1, help="Number of clusters K."),
+    n_clusters: int = typer.Option(..., min=2, help="Number of clusters K (at least 2)."),
     folder: Path = typer.Option(Path("federated-app"), help="Folder of the Flower app."),
     rounds: int = typer.Option(100, min=1, help="Rounds (one round is one OTM epoch)."),
-    warmup: int | None = typer.Option(None, help="Rounds before mixing starts (default R/5)."),
-    n_agents: int = typer.Option(0, help="Agents the server waits for before round 0."),
+    warmup: int | None = typer.Option(
+        None, min=0, help="Rounds before mixing starts (default R/5)."
+    ),
+    n_agents: int = typer.Option(0, min=0, help="Agents the server waits for before round 0."),
     setting: str = typer.Option("aligned", help="aligned | unaligned"),
-    seed: int = typer.Option(0, help="Seed of the run."),
+    seed: int = typer.Option(0, min=0, help="Seed of the run."),
     out: str = typer.Option("runs/federated", help="Results folder on the server machine."),
     round_timeout: float = typer.Option(120.0, help="Seconds a round waits for agents."),
     cross_gradients: bool = typer.Option(False, help="Gradients through the mixer."),
-    dp_clip: float = typer.Option(0.0, help="Local DP: clip norm of each code (0: off)."),
-    dp_noise: float = typer.Option(0.0, help="Local DP: noise multiplier (0: off)."),
+    dp_clip: float = typer.Option(0.0, min=0.0, help="Local DP: clip norm of each code (0: off)."),
+    dp_noise: float = typer.Option(0.0, min=0.0, help="Local DP: noise multiplier (0: off)."),
 ) -> None:
     """Write the Flower app folder for `flwr run` (settings become its run config)."""
     from modalign.federated import FederatedConfig
@@ -160,6 +172,22 @@ def write_app(
     typer.echo(f"Flower app in {path}; start a run with: flwr run {path} <connection> --stream")
 
 
+def _check_file(path: str | None, option: str, dry_run: bool) -> None:
+    """A ValueError naming ``option`` when its file (a TLS certificate or key) is absent,
+    checked before Flower starts and fails on it. Not with ``dry_run``: the printed command
+    may be meant for the machine that holds the file."""
+    if path is not None and not dry_run and not Path(path).is_file():
+        raise ValueError(f"{option}: {path}: no such file")
+
+
+def _check_address(address: str, option: str) -> None:
+    """A ValueError naming ``option`` unless ``address`` is ``host:port`` with a port in
+    1..65535 (``[::1]:9092`` for IPv6)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{option} must be host:port (e.g. 10.0.0.5:9092), got {address!r}")
+
+
 def _exec(cmd: list[str], dry_run: bool) -> None:
     """Replace this process by a Flower command (its PID stays the one that was started)."""
     import os
@@ -181,7 +209,7 @@ def _exec(cmd: list[str], dry_run: bool) -> None:
 @app.command("server")
 def server(
     host: str = typer.Option("0.0.0.0", help="Address the SuperLink listens on."),
-    port: int = typer.Option(9093, help="Port of the SuperLink's HTTP APIs."),
+    port: int = typer.Option(9093, min=1, max=65535, help="Port of the SuperLink's HTTP APIs."),
     insecure: bool = typer.Option(False, help="No TLS (local tests only)."),
     ssl_ca_certfile: str | None = typer.Option(None, help="CA certificate (PEM)."),
     ssl_certfile: str | None = typer.Option(None, help="Server certificate (PEM)."),
@@ -192,6 +220,12 @@ def server(
     from modalign.federated.deploy import superlink_command
 
     with user_errors(ValueError):
+        for path, option in (
+            (ssl_ca_certfile, "--ssl-ca-certfile"),
+            (ssl_certfile, "--ssl-certfile"),
+            (ssl_keyfile, "--ssl-keyfile"),
+        ):
+            _check_file(path, option, dry_run)
         cmd = superlink_command(
             host=host,
             port=port,
@@ -211,12 +245,14 @@ def agent(
     data_dir: str | None = typer.Option(None, help="Data folder on this machine."),
     preprocess: str | None = typer.Option(None, help="Preprocessing (default: the run's)."),
     view: int | None = typer.Option(
-        None, help="View of the dataset file this agent holds (default: the modality)."
+        None, min=0, help="View of the dataset file this agent holds (default: the modality)."
     ),
     checkpoint: str | None = typer.Option(
         None, help="File for the agent's model: a restarted agent resumes from it."
     ),
-    port: int = typer.Option(9094, help="Local port of this SuperNode's runtime API."),
+    port: int = typer.Option(
+        9094, min=1, max=65535, help="Local port of this SuperNode's runtime API."
+    ),
     insecure: bool = typer.Option(False, help="No TLS (local tests only)."),
     root_certificates: str | None = typer.Option(None, help="CA certificate of the link."),
     dry_run: bool = typer.Option(False, help="Print the command instead of running it."),
@@ -225,6 +261,8 @@ def agent(
     from modalign.federated.deploy import supernode_command
 
     with user_errors(ValueError):
+        _check_address(superlink, "--superlink")
+        _check_file(root_certificates, "--root-certificates", dry_run)
         cmd = supernode_command(
             modality,
             superlink,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from modalign.cli._errors import user_errors
+from modalign.cli._errors import option_list, user_errors
 from modalign.cli._output import print_results
 
 
@@ -50,7 +50,7 @@ def generate(
     with user_errors(ValueError, FileNotFoundError):
         records = run_generate(
             dataset,
-            methods=[m.strip() for m in methods.split(",") if m.strip()],
+            methods=option_list(methods, "--methods"),
             seeds=range(seeds),
             out=out,
             data_dir=data_dir,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from modalign.cli._errors import user_errors
+from modalign.cli._errors import option_list, user_errors
 from modalign.cli._output import print_results
 
 
@@ -80,7 +80,7 @@ def robustness(
     with user_errors(ValueError, FileNotFoundError):
         records = run_robustness(
             dataset,
-            models=None if models is None else [m.strip() for m in models.split(",") if m.strip()],
+            models=None if models is None else option_list(models, "--models"),
             otm=otm,
             align=align,
             alphas=_grid(alphas, "--alphas"),

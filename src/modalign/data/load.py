@@ -22,7 +22,14 @@ from modalign.data.errors import ChecksumError, DataError, MissingDataError
 from modalign.data.loaders import load_mat, load_npz
 from modalign.data.registry import REGISTRY, get_info, locate_file
 
-__all__ = ["BUILTIN", "load_dataset", "load_file", "load_registered"]
+__all__ = [
+    "BUILTIN",
+    "MIN_ROWS_PER_CLASS",
+    "check_classes",
+    "load_dataset",
+    "load_file",
+    "load_registered",
+]
 
 #: Built-in datasets and what they need.
 BUILTIN = {
@@ -33,6 +40,42 @@ BUILTIN = {
     "mnist-label": "MNIST test images + one-hot digit view 'label', avdigits' image split (mnist/)",
     "digits-label": "scikit-learn's digits, whole 8x8 image + one-hot digit view 'label' (no file)",
 }
+
+#: The fewest rows per class a labelled protocol accepts, on average: ``N >= 2 K``.
+MIN_ROWS_PER_CLASS = 2
+
+
+def check_classes(ds: MultiViewDataset, protocol: str) -> MultiViewDataset:
+    """``ds`` unchanged, or a :class:`DataError` naming its source when its labels cannot make
+    a task for ``protocol`` (e.g. ``"clustering"``); every protocol calls it after loading.
+
+    * At least two classes (``K >= 2``): with one, any clustering or classifier is perfect, so
+      every method would report 1.000 and the table would say nothing.
+    * At least :data:`MIN_ROWS_PER_CLASS` rows per class on average (``N >= 2 K``, ``K`` the
+      number of clusters or classes the protocols ask for, ``max(label) + 1``; ``N`` the
+      smallest view's rows): with as many clusters as rows every partition into singletons
+      scores 1.000 too, and spectral clustering cannot ask for ``K >= N`` eigenvectors.
+
+    A dataset smaller than a method's batch size is not refused: the learned methods then
+    train on one batch of all its rows per epoch. Unlabelled data passes (the protocols that
+    need labels say so themselves).
+    """
+    if ds.labels is None:
+        return ds
+    present = torch.unique(ds.labels).tolist()
+    if len(present) < 2:
+        raise DataError(
+            f"{ds.source}: every label is {present[0]} (one class); {protocol} needs at least "
+            "2 classes (K >= 2): with one, every method scores a perfect 1.000"
+        )
+    k, n = ds.n_classes, min(ds.rows)
+    if n < MIN_ROWS_PER_CLASS * k:
+        raise DataError(
+            f"{ds.source}: {n} rows for {k} classes; {protocol} needs at least "
+            f"{MIN_ROWS_PER_CLASS} rows per class (N >= {MIN_ROWS_PER_CLASS}K = "
+            f"{MIN_ROWS_PER_CLASS * k})"
+        )
+    return ds
 
 
 def load_file(path: str | Path, **kwargs: Any) -> MultiViewDataset:

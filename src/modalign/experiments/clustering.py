@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from modalign.data import MultiViewDataset, Preprocessor, load_dataset, unalign
 from modalign.data.builtin import refuse_label_view
+from modalign.data.load import check_classes
 from modalign.eval import (
     balanced_accuracy_cap,
     coupling_quality,
@@ -224,8 +225,12 @@ def run_clustering(
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}: choose from {list(METHODS)}")
+    if unknown or not methods:
+        what = f"unknown method(s) {unknown}" if unknown else "no method given"
+        raise ValueError(f"{what}: choose from {list(METHODS)}")
+    # Checked before loading: unalign would refuse it only once the runs have started.
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"rate (the share of rows permuted) must lie in [0, 1], got {rate}")
     aligned = setting == "aligned"
     label = setting if setting != "partial" else known_pairs_label(1.0 - rate)
     if not aligned:
@@ -238,6 +243,12 @@ def run_clustering(
     raw = refuse_label_view(load_dataset(dataset, data_dir=data_dir), "clustering")
     if raw.labels is None:
         raise ValueError(f"dataset {dataset!r} has no labels to score clusters against")
+    check_classes(raw, "clustering")
+    learned = [m for m in methods if m in LEARNED]
+    if raw.n_views < 2 and learned:
+        raise ValueError(
+            f"{raw.source}: one view; {learned} mix modalities and need two or more views"
+        )
     started = time.perf_counter()
     name = dataset_name(dataset)
     ds = Preprocessor(preprocess).fit(raw).transform(raw)
@@ -264,6 +275,11 @@ def run_clustering(
     todo = sum((name, label, m, s) not in done for s in seeds for m in methods)
     bar = tqdm(total=todo, desc=f"{name} {label}", unit="run", leave=False, disable=not run_bar)
     say = _writer(progress)
+    if todo and learned and min(raw.rows) < head.batch_size:
+        say(
+            f"note: {min(raw.rows)} rows, fewer than the batch size {head.batch_size}: each "
+            "epoch of the learned methods is one batch of all rows"
+        )
     embedding = None
     diagnostics: list[dict] = []
     tasks = []
@@ -298,40 +314,45 @@ def run_clustering(
     # The table's methods are known up front: the ones asked for and those already in the folder.
     in_table = {*methods, *(r["method"] for r in records)}
     cap_note = balanced_cap_note(raw.labels, n_clusters, head, in_table)
-    for task, result in _execute(tasks, jobs):
-        method, seed, data = task["method"], task["seed"], task["data"]
-        scores, seconds = result["scores"], result["seconds"]
-        if result["embedding"] is not None:
-            embedding = result["embedding"]
-        if result["diagnostic"] is not None:
-            diagnostics.append(
-                {"dataset": name, "setting": label, "method": method, "seed": seed}
-                | result["diagnostic"]
+    # Closed on the way out, error included: the error line then starts on a clean line
+    # instead of after the bar's last state.
+    try:
+        for task, result in _execute(tasks, jobs):
+            method, seed, data = task["method"], task["seed"], task["data"]
+            scores, seconds = result["scores"], result["seconds"]
+            if result["embedding"] is not None:
+                embedding = result["embedding"]
+            if result["diagnostic"] is not None:
+                diagnostics.append(
+                    {"dataset": name, "setting": label, "method": method, "seed": seed}
+                    | result["diagnostic"]
+                )
+            new = records_from_scores(name, label, method, seed, scores, seconds)
+            records = _in_table_order(merge_records(records, new), methods)
+            say(
+                f"{method:>16} seed {seed}: purity {scores['purity']:.3f} "
+                f"accuracy {scores['accuracy']:.3f} nmi {scores['nmi']:.3f} "
+                f"ari {scores['ari']:.3f} ({seconds:.1f} s)"
             )
-        new = records_from_scores(name, label, method, seed, scores, seconds)
-        records = _in_table_order(merge_records(records, new), methods)
-        say(
-            f"{method:>16} seed {seed}: purity {scores['purity']:.3f} "
-            f"accuracy {scores['accuracy']:.3f} nmi {scores['nmi']:.3f} "
-            f"ari {scores['ari']:.3f} ({seconds:.1f} s)"
-        )
-        bar.update(1)
-        if out is not None:
-            header = run_header(
-                key=key,
-                configs=configs,
-                data={"name": name, "sha256": sha, "source": raw.source},
-                started=started,
-                device=str((config or {}).get("device", "cpu")),
-            )
-            write_results(
-                out,
-                records,
-                extra_markdown="\n\n".join(
-                    t for t in (cap_note, _diagnostics_markdown(diagnostics)) if t
-                ),
-                header=header,
-            )
+            bar.update(1)
+            if out is not None:
+                header = run_header(
+                    key=key,
+                    configs=configs,
+                    data={"name": name, "sha256": sha, "source": raw.source},
+                    started=started,
+                    device=str((config or {}).get("device", "cpu")),
+                )
+                write_results(
+                    out,
+                    records,
+                    extra_markdown="\n\n".join(
+                        t for t in (cap_note, _diagnostics_markdown(diagnostics)) if t
+                    ),
+                    header=header,
+                )
+    finally:
+        bar.close()
     if out is not None and embedding is not None:
         method, codes, clusters, labels = embedding
         plot_embedding(
@@ -341,7 +362,6 @@ def run_clustering(
             out / "embedding.png",
             title=f"{name}: {'fused' if aligned else 'view 0'} {method} codes",
         )
-    bar.close()
     return records
 
 

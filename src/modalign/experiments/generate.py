@@ -339,7 +339,8 @@ def run_generate(
         raise ValueError(f"n_prior must be positive, got {n_prior}")
     runs = list(dict.fromkeys([*methods, "vae-untrained"]))
     out = Path(out) if out is not None else None
-    name, data = dataset_name(dataset), load_represent_data(dataset, data_dir)
+    name = dataset_name(dataset)
+    data = load_represent_data(dataset, data_dir, protocol="generate")
     parts0 = [data.train, data.val, data.test] if isinstance(data, Splits) else [data]
     names = parts0[0].names
     n_classes = int(max(int(p.labels.max()) for p in parts0)) + 1

@@ -74,6 +74,7 @@ import torch
 
 from modalign.data import MultiViewDataset, Preprocessor, load_dataset
 from modalign.data.builtin import LABEL_VIEW
+from modalign.data.load import check_classes
 from modalign.eval.geometry import alignment, plot_modality_embeddings, retrieval_scores, uniformity
 from modalign.eval.probe import PROBES, Probe, ProbeConfig
 from modalign.eval.report import (
@@ -149,11 +150,13 @@ GEOMETRY_METRICS = ("recall@1", "recall@10", "median_rank", "alignment", "unifor
 
 # ------------------------------------------------------------------------------ data
 def load_represent_data(
-    dataset: str, data_dir: str | Path | None = None
+    dataset: str, data_dir: str | Path | None = None, *, protocol: str = "represent"
 ) -> Splits | MultiViewDataset:
     """The fixed splits of :data:`FIXED_SPLITS` (avdigits' test split paired per image), or a
     labelled, aligned and complete dataset to be split per seed by
-    :func:`~modalign.experiments.robustness.seed_splits`.
+    :func:`~modalign.experiments.robustness.seed_splits`, with two classes or more
+    (:func:`~modalign.data.load.check_classes`). ``protocol`` names the command in errors
+    (``modalign generate`` loads its data here too).
     """
     name = dataset.lower()
     if name in FIXED_SPLITS:
@@ -167,15 +170,16 @@ def load_represent_data(
     if full.labels is None:
         raise ValueError(
             f"{full.source}: no labels, so no split can be stratified and no probe trained: "
-            "represent needs a labelled dataset"
+            f"{protocol} needs a labelled dataset"
         )
     if not full.is_aligned or full.missing_rate > 0:
         raise ValueError(
-            f"{full.source}: represent trains on complete, aligned rows; this dataset is "
+            f"{full.source}: {protocol} trains on complete, aligned rows; this dataset is "
             f"{'unaligned' if not full.is_aligned else 'incomplete'}"
         )
     if full.n_views < 2:
-        raise ValueError(f"{full.source}: one view; represent needs two or more modalities")
+        raise ValueError(f"{full.source}: one view; {protocol} needs two or more modalities")
+    check_classes(full, protocol)
     counts = np.bincount(full.labels.cpu().numpy())
     if counts[counts > 0].min() < 5:
         raise ValueError(

@@ -63,6 +63,7 @@ import torch.nn.functional as F
 
 from modalign.data import MultiViewDataset, Preprocessor, add_noise, drop_modalities, load_dataset
 from modalign.data.builtin import refuse_label_view
+from modalign.data.load import check_classes
 from modalign.eval.report import (
     mean_std_text,
     read_header,
@@ -146,6 +147,7 @@ def _check_whole(full: MultiViewDataset, name: str) -> MultiViewDataset:
     full = refuse_label_view(full, "the robustness protocol")
     if full.labels is None:
         raise ValueError(f"dataset {name!r} has no labels: robustness needs a classification task")
+    check_classes(full, "the robustness protocol")
     if not full.is_aligned or full.missing_rate > 0:
         raise ValueError(f"dataset {name!r} must be aligned and complete to train fusion models")
     return full

@@ -29,6 +29,7 @@ row whatever its values.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,7 @@ from modalign.nn.gaussian import (
 )
 from modalign.nn.mlp import hidden_width, mlp
 from modalign.ot.gaussian import kl_normal, kl_normal_full
+from modalign.train.loop import check_finite_loss
 from modalign.utils import check_device
 
 __all__ = [
@@ -533,9 +535,12 @@ class MultimodalVAE(nn.Module):
         order_gen, noise_gen = self._generators(self.random_state * 100_003 + epoch)
         order = torch.randperm(xs[0].shape[0], generator=order_gen).to(self.config.device)
         beta = self.beta_at(epoch)
+        count = itertools.count()  # the batch number, for the error of a non-finite loss
 
         def step(batch: list[Tensor], have: Tensor) -> VAEOutput:
             out = self.loss(batch, have, beta=beta, generator=noise_gen)
+            # Before backward: a NaN never reaches the weights; the error names the term.
+            check_finite_loss(out.loss, epoch, next(count), parts=out.terms)
             optimiser.zero_grad()
             out.loss.backward()  # one loss, one backward per step
             optimiser.step()

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from modalign.methods._views import dataset_inputs, fit_epochs
 from modalign.nn.encoders import MLPEncoder, modality_encoder
+from modalign.train.loop import check_finite_loss
 from modalign.utils import check_device
 
 __all__ = ["NEGATIVES", "GMC", "GMCConfig", "gmc_loss"]
@@ -316,11 +317,12 @@ class GMC(nn.Module):
         for b in range(n_batches):
             rows = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             loss = self.loss([x[rows] for x in xs], present[rows])
+            value = check_finite_loss(loss, epoch, b)  # before backward: weights stay finite
             if loss.requires_grad:
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
-            total += float(loss.detach()) / n_batches
+            total += value / n_batches
         return {"loss": total}
 
     # ------------------------------------------------------------------ inference

@@ -32,6 +32,7 @@ from modalign.nn import Autoencoder, imq_mmd, reconstruction_error
 from modalign.ot import Barycenter, fgw_barycenter, wasserstein_barycenter
 from modalign.ot.clustering import SIZES, graph_cluster, gw_cluster_loss
 from modalign.train import train_epochs
+from modalign.train.loop import check_finite_loss
 from modalign.utils import check_device
 
 MIXERS = ("fgw", "wb", "none")
@@ -354,7 +355,7 @@ class OTM(nn.Module):
         batches, n_known = self._batches(views, gen, aligned, known)
         totals = dict.fromkeys(LOSS_TERMS, 0.0)
         self.train()
-        for rows in batches:
+        for b, rows in enumerate(batches):
             batch = [v[r] for v, r in zip(views, rows)]
             codes = [ae.encode(x) for ae, x in zip(self.autoencoders, batch)]
             # Drawn before the mixer's masks, from the same generator: the order is part of
@@ -368,6 +369,18 @@ class OTM(nn.Module):
                 for m, (ae, x, z) in enumerate(zip(self.autoencoders, batch, codes))
             ]
             summed = {key: sum(t[key] for t in terms) for key in LOSS_TERMS}
+            # Before backward: a NaN never reaches the weights, and the error names the term
+            # and modality (looked up only when the sum is not finite).
+            check_finite_loss(
+                summed["loss"],
+                epoch,
+                b,
+                parts={
+                    f"{key} of modality {m}": t[key]
+                    for m, t in enumerate(terms)
+                    for key in LOSS_TERMS[1:]
+                },
+            )
             optimiser.zero_grad()
             summed["loss"].backward()
             optimiser.step()

@@ -35,6 +35,7 @@ from modalign.methods._views import check_views, modality_names
 from modalign.methods.otm import MIXERS, ot_mix
 from modalign.nn import FUSIONS, hidden_width, make_fusion, mlp
 from modalign.train import train_epochs
+from modalign.train.loop import check_finite_loss
 from modalign.utils import check_device
 
 TASKS = ("classification", "regression")
@@ -324,6 +325,13 @@ class SupervisedFusion(nn.Module):
                 m_fused, m_unimodal = self.loss_terms(self.heads(mixed, mask), y, mask)
                 mixed_loss = m_fused + cfg.lambda_unimodal * m_unimodal
                 loss = loss + cfg.lambda_mix * mixed_loss
+            # Before backward: a NaN never reaches the weights; the error names the term.
+            check_finite_loss(
+                loss,
+                epoch,
+                b,
+                parts={"fused": fused, "unimodal": unimodal, "mixed": mixed_loss},
+            )
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

@@ -116,6 +116,7 @@ from modalign.train.distributed import (
     sum_gradients,
     sum_on_ranks,
 )
+from modalign.train.loop import check_finite_loss
 from modalign.utils import check_device
 
 __all__ = [
@@ -667,7 +668,7 @@ class TransformerClassifier(nn.Module):
             totals["align"] = 0.0
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(int(torch.randint(2**62, (1,), generator=gen)) + rank)
-            for rows in batches:
+            for b, rows in enumerate(batches):
                 batch_present = present[rows]
                 if cfg.modality_dropout > 0:
                     batch_present = modality_dropout(batch_present, cfg.modality_dropout, gen)
@@ -695,6 +696,9 @@ class TransformerClassifier(nn.Module):
                     loss.backward()
                     logged[:2] = [float(loss.detach()), float(ce.detach())]
                 logged = sum_gradients(list(self.parameters()), logged)  # world 1: as is
+                # On the summed values, before the step: every rank stops at the same batch
+                # (one rank raising alone would leave the others waiting in sum_gradients).
+                check_finite_loss(logged[0], epoch, b, parts={"ce": logged[1], "align": logged[2]})
                 optimiser.step()
                 totals["loss"] += logged[0] / n_batches
                 totals["ce"] += logged[1] / n_batches

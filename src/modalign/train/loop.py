@@ -11,6 +11,11 @@ returns a validation loss. :func:`train_epochs` does the rest:
   restores the weights of the best epoch (never selected on test labels: the caller validates on
   a split of the training data);
 * it shows a progress bar with the latest losses when asked;
+* a NaN or infinite loss (a logged term or the validation loss) stops training with a
+  :class:`NonFiniteLossError` naming the run (``desc``), the epoch, the term and, when the
+  epoch function checks each batch with :func:`check_finite_loss`, the batch and modality;
+  the epoch is not saved, so the checkpoint on disk keeps the last epoch whose losses were
+  all finite;
 * with a checkpoint it also keeps the training curves beside it: ``{stem}.history.csv``
   (one row per epoch, rewritten atomically after every epoch, so that it is never half
   written and matches the checkpoint after a resume) and, when ``tensorboard`` is installed
@@ -25,6 +30,7 @@ import csv
 import io
 import math
 from collections.abc import Callable, Mapping, Sequence
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +41,94 @@ from modalign.provenance import mismatch, plain_settings
 from modalign.train.checkpoint import load_checkpoint, save_checkpoint
 from modalign.utils import atomic_write
 
-__all__ = ["history_path", "plain_settings", "train_epochs", "write_history"]
+__all__ = [
+    "NonFiniteLossError",
+    "check_finite_loss",
+    "history_path",
+    "plain_settings",
+    "train_epochs",
+    "write_history",
+]
+
+
+class NonFiniteLossError(ValueError):
+    """A training or validation loss became NaN or infinite, so training stopped.
+
+    A ``ValueError`` like the data layer's errors: it nearly always comes from the input
+    (extreme values) or a setting (a learning rate too large), and every command reports it
+    as one line and exit status 2. The message is built from the attributes, which
+    :func:`train_epochs` completes (``method``, ``kept``) as the error passes through it;
+    they survive pickling, so a worker process's error reads the same.
+
+    Attributes:
+        term: the loss term found non-finite (e.g. ``"reconstruction of modality 1"``).
+        value: its value (nan, inf or -inf).
+        epoch: the 0-based epoch (as in the history CSV); batch: the 0-based batch within
+            it, or None when only the epoch's mean was seen.
+        method: the run's description (``train_epochs``' ``desc``, e.g. ``"otm[fgw] seed 0"``).
+        kept: what the checkpoint on disk holds now, or None without a checkpoint.
+    """
+
+    def __init__(
+        self,
+        term: str,
+        value: float,
+        *,
+        epoch: int | None = None,
+        batch: int | None = None,
+        method: str | None = None,
+        kept: str | None = None,
+    ) -> None:
+        super().__init__(term, value)
+        self.term, self.value = term, float(value)
+        self.epoch, self.batch, self.method, self.kept = epoch, batch, method, kept
+
+    def __str__(self) -> str:
+        where = [f"epoch {self.epoch}"] if self.epoch is not None else []
+        where += [f"batch {self.batch}"] if self.batch is not None else []
+        text = f"training {self.method or 'the model'} stopped" + (
+            f" at {', '.join(where)} (counted from 0)" if where else ""
+        )
+        text += f": loss term '{self.term}' is {self.value}"
+        if self.kept:
+            text += f"; {self.kept}"
+        return text + (
+            "; lower the learning rate, or look for extreme values or constant features in "
+            "the input"
+        )
+
+
+def check_finite_loss(
+    loss: torch.Tensor | float,
+    epoch: int,
+    batch: int | None = None,
+    *,
+    parts: Mapping[str, torch.Tensor | float] | None = None,
+) -> float:
+    """``float(loss)``, or a :class:`NonFiniteLossError` when it is NaN or infinite.
+
+    Epoch functions call it on each batch's loss before ``backward``, so that the weights in
+    memory never take a non-finite step and the error names the batch. ``parts``: the terms
+    ``loss`` is made of (e.g. ``{"reconstruction of modality 1": ...}``), looked at only when
+    ``loss`` is not finite, to name the first one that is not; ``"loss"`` is named otherwise.
+    The one ``float()`` is the synchronisation the epoch's running mean needs anyway.
+    """
+    value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+    if math.isfinite(value):
+        return value
+    for name, part in (parts or {}).items():
+        v = float(part.detach()) if isinstance(part, torch.Tensor) else float(part)
+        if not math.isfinite(v):
+            raise NonFiniteLossError(name, v, epoch=epoch, batch=batch)
+    raise NonFiniteLossError("loss", value, epoch=epoch, batch=batch)
+
+
+def _first_non_finite(log: Mapping[str, Any]) -> tuple[str, float] | None:
+    """The first logged number that is NaN or infinite, as ``(key, value)``."""
+    for key, value in log.items():
+        if isinstance(value, Real | torch.Tensor) and not math.isfinite(float(value)):
+            return key, float(value)
+    return None
 
 
 def history_path(checkpoint: str | Path) -> Path:
@@ -115,6 +208,8 @@ def train_epochs(
 
     Raises:
         ValueError: the checkpoint was written for other settings, or cannot be read.
+        NonFiniteLossError: a loss of epoch ``e`` is NaN or infinite; that epoch is neither
+            saved nor added to the history, so the checkpoint keeps epoch ``e - 1``.
     """
     plain = plain_settings(settings)
     history: list[dict[str, float]] = []
@@ -140,19 +235,37 @@ def train_epochs(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=epochs, initial=start, desc=desc, leave=False)
-    if checkpoint is not None and write and not stopped and start < epochs:
-        board = _tensorboard(Path(checkpoint), start)
+    # Opened after the first epoch is saved, not before: a run that fails in its first
+    # epoch (a NaN, bad input) leaves no event file behind.
+    want_board = checkpoint is not None and write and not stopped and start < epochs
     try:
         for done, epoch in enumerate(range(start, epochs), start=1):
             if stopped:
                 break
             model.train()
-            log = dict(run_epoch(epoch))
+            try:
+                log = dict(run_epoch(epoch))
+                if validate is not None:
+                    model.eval()
+                    with torch.no_grad():
+                        val = float(validate())
+                    log["val_loss"] = val
+                # Before the checkpoint below: an epoch with a NaN is never saved.
+                if (bad := _first_non_finite(log)) is not None:
+                    raise NonFiniteLossError(*bad, epoch=epoch)
+            except NonFiniteLossError as err:
+                err.epoch = epoch if err.epoch is None else err.epoch
+                err.method = err.method or desc
+                if checkpoint is not None and write:
+                    err.kept = (
+                        f"checkpoint {checkpoint} keeps the weights after epoch {epoch - 1}, "
+                        "the last with finite losses"
+                        if epoch > 0
+                        else "no checkpoint was written (no epoch ended with finite losses)"
+                    )
+                raise
             if validate is not None:
-                model.eval()
-                with torch.no_grad():
-                    val = float(validate())
-                log["val_loss"] = val
+                val = log["val_loss"]
                 if val < best["loss"]:
                     best = {"loss": val, "epoch": epoch, "bad": 0, "state": _state(model)}
                 else:
@@ -174,6 +287,9 @@ def train_epochs(
                 )
                 # After the checkpoint: the curves never run ahead of what a resume restores.
                 write_history(history_path(checkpoint), history)
+            if want_board and board is None:
+                want_board = False  # one try: None when tensorboard is not installed
+                board = _tensorboard(Path(checkpoint), epoch)
             if board is not None:
                 for k, v in log.items():
                     board.add_scalar(k, float(v), epoch)
