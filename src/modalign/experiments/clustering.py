@@ -10,7 +10,7 @@ learned methods uses their training objective only.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from modalign.eval import (
 )
 from modalign.eval.baselines import ALIGNED_ONLY, Prediction
 from modalign.eval.metrics import LabelVector
+from modalign.experiments.parallel import run_tasks
 from modalign.methods import OTM, OTMConfig
 from modalign.provenance import (
     check_provenance,
@@ -317,7 +318,7 @@ def run_clustering(
     # Closed on the way out, error included: the error line then starts on a clean line
     # instead of after the bar's last state.
     try:
-        for task, result in _execute(tasks, jobs):
+        for task, result in run_tasks(_run_one, tasks, jobs):
             method, seed, data = task["method"], task["seed"], task["data"]
             scores, seconds = result["scores"], result["seconds"]
             if result["embedding"] is not None:
@@ -421,39 +422,6 @@ def _in_table_order(records: list[dict], methods: Sequence[str]) -> list[dict]:
     order), so that tables list methods the same way whatever order parallel runs end in."""
     rank = {m: i for i, m in enumerate(methods)}
     return sorted(records, key=lambda r: (rank.get(r["method"], len(rank)), r["seed"]))
-
-
-def _one_thread() -> None:
-    """Worker set-up: one thread per process, so that ``jobs`` processes share the cores
-    instead of each claiming all of them."""
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def _execute(tasks: list[dict], jobs: int) -> Iterator[tuple[dict, dict]]:
-    """``(task, result)`` of every :func:`_run_one` task, in order with ``jobs == 1``, else
-    as ``jobs`` worker processes finish them (each result is saved by the caller at once,
-    so an interrupted table still resumes)."""
-    if jobs == 1 or len(tasks) <= 1:
-        for task in tasks:
-            yield task, _run_one(**task)
-        return
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from multiprocessing import get_context
-
-    # spawn, not fork: a forked child would inherit torch's and OpenMP's thread pools.
-    with ProcessPoolExecutor(
-        max_workers=min(jobs, len(tasks)), mp_context=get_context("spawn"), initializer=_one_thread
-    ) as pool:
-        futures = {pool.submit(_run_one, **task): task for task in tasks}
-        try:
-            for future in as_completed(futures):
-                yield futures[future], future.result()
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
 
 
 def _writer(progress: Callable[[str], None] | None) -> Callable[[str], None]:
