@@ -279,6 +279,17 @@ ROWS = [
     ),
     _row(
         "federated agent",
+        "--modality 0 --superlink localhost:9093 --root-certificates {d}/good.npz "
+        "--auth-supernode-private-key {d}/agent.key",
+        "--auth-supernode-private-key: ",
+    ),
+    _row(
+        "federated server",
+        "--insecure --enable-supernode-auth",
+        "SuperNode authentication needs TLS",
+    ),
+    _row(
+        "federated agent",
         "--modality 0 --superlink localhost:9093 --insecure --port 0 --dry-run",
         "Invalid value for '--port'",
     ),

@@ -111,3 +111,19 @@ def test_server_and_agent_commands():
     )
     assert agent.exit_code == 0, agent.output
     assert "--node-config 'modality=2 data-dir=\"/data\"'" in agent.output
+    # SuperNode authentication: the server admits registered keys, the agent signs with its own.
+    auth = run(
+        app,
+        ["federated", "server", "--ssl-ca-certfile", "ca.crt", "--ssl-certfile", "s.pem"]
+        + ["--ssl-keyfile", "s.key", "--enable-supernode-auth", "--dry-run"],
+    )
+    assert auth.exit_code == 0 and "--enable-supernode-auth" in auth.output, auth.output
+    signed = run(
+        app,
+        ["federated", "agent", "--modality", "0", "--superlink", "link:9093"]
+        + ["--root-certificates", "ca.crt", "--auth-supernode-private-key", "a.key", "--dry-run"],
+    )
+    assert signed.exit_code == 0, signed.output
+    assert "--auth-supernode-private-key a.key" in signed.output
+    insecure = run(app, ["federated", "server", "--insecure", "--enable-supernode-auth"])
+    assert insecure.exit_code == 2 and "needs TLS" in insecure.output

@@ -27,7 +27,9 @@ from modalign.federated import (
     load_modality,
     run_federated,
 )
-from modalign.federated.protocol import arrays_to_batches
+from modalign.federated.privacy import clip_codes
+from modalign.federated.protocol import answer, arrays_to_batches
+from modalign.federated.server import reply_layout
 from modalign.methods import OTMConfig
 from modalign.methods.otm import ot_mix
 from modalign.nn import reconstruction_error
@@ -150,6 +152,29 @@ def test_dp_noise_is_secret_to_the_agent_and_survives_its_state():
     c.load_state_tensors(a.state_tensors())
     np.testing.assert_array_equal(a.codes(1), c.codes(1))
     assert a.privacy().releases == 2 and a.privacy().epsilon_code > 0
+
+
+def test_dp_noise_is_fresh_for_every_release_whatever_round_the_server_names():
+    """Two releases with the same noise would give the server the noise-free difference of
+    the clean codes (outside the accounting). The server names the round, so the noise must
+    not be keyed by it: ask twice for round 0, with a training step in between."""
+    clip = 1.0
+    cfg = config(dp_clip=clip, dp_noise=2.0, cross_gradients=False)
+    agent = Agent(synthetic()[0], cfg)
+
+    def clean() -> np.ndarray:
+        with torch.no_grad():
+            return clip_codes(agent.autoencoder.encode(agent.data.view), clip).numpy()
+
+    request = Payload(config={**cfg.to_run_config(), "round": 0})
+    before, first = clean(), answer(agent, "codes", request).arrays["codes"]
+    agent.train([np.arange(0, 16), np.arange(16, 32)], None, 0)
+    after, second = clean(), answer(agent, "codes", request).arrays["codes"]
+    assert not np.allclose(before, after)  # the encoder moved
+    # With the noise reused, first - second == before - after to float precision.
+    gap = np.abs((first - second) - (before - after))
+    assert np.median(gap) > 0.5
+    assert agent.privacy().releases == 2
 
 
 def test_dropped_agent_sits_out_a_round_and_rejoins(tmp_path):
@@ -298,6 +323,13 @@ def test_under_dp_every_reply_holds_only_accounted_quantities(caplog):
         else:
             assert payload.arrays == {} and set(payload.metrics) == SCORE_KEYS
     assert all(h["losses"] == {} and "local DP" in h["losses_withheld"] for h in result.history)
+    # The server's own record of what it received (federated.json's ``received``) says the
+    # same as the transport: one layout per kind, every reply counted.
+    counts = {k: kinds.count(k) for k in ("codes", "train", "evaluate")}
+    layouts = {
+        k: [reply_layout(p) for kind, _n, p in transport.received if kind == k] for k in counts
+    }
+    assert result.received == {k: [{"layout": layouts[k][0], "replies": counts[k]}] for k in counts}
     # The agents still log their losses, locally.
     assert "loss terms kept on this agent (local DP)" in caplog.text
 

@@ -214,6 +214,11 @@ def server(
     ssl_ca_certfile: str | None = typer.Option(None, help="CA certificate (PEM)."),
     ssl_certfile: str | None = typer.Option(None, help="Server certificate (PEM)."),
     ssl_keyfile: str | None = typer.Option(None, help="Server private key (PEM)."),
+    enable_supernode_auth: bool = typer.Option(
+        False,
+        help="Admit only agents whose public key is registered (flwr supernode register); "
+        "needs TLS.",
+    ),
     dry_run: bool = typer.Option(False, help="Print the command instead of running it."),
 ) -> None:
     """Run the SuperLink (flower-superlink) that agents connect to and `flwr run` targets."""
@@ -233,6 +238,7 @@ def server(
             ca_certfile=ssl_ca_certfile,
             certfile=ssl_certfile,
             keyfile=ssl_keyfile,
+            enable_supernode_auth=enable_supernode_auth,
         )
     _exec(cmd, dry_run)
 
@@ -255,6 +261,11 @@ def agent(
     ),
     insecure: bool = typer.Option(False, help="No TLS (local tests only)."),
     root_certificates: str | None = typer.Option(None, help="CA certificate of the link."),
+    auth_supernode_private_key: str | None = typer.Option(
+        None,
+        help="This agent's private key, whose public key the link registered (with "
+        "--enable-supernode-auth on the server).",
+    ),
     dry_run: bool = typer.Option(False, help="Print the command instead of running it."),
 ) -> None:
     """Run one agent (flower-supernode) holding modality K."""
@@ -263,6 +274,7 @@ def agent(
     with user_errors(ValueError):
         _check_address(superlink, "--superlink")
         _check_file(root_certificates, "--root-certificates", dry_run)
+        _check_file(auth_supernode_private_key, "--auth-supernode-private-key", dry_run)
         cmd = supernode_command(
             modality,
             superlink,
@@ -274,5 +286,6 @@ def agent(
             port=port,
             insecure=insecure,
             root_certificates=root_certificates,
+            auth_private_key=auth_supernode_private_key,
         )
     _exec(cmd, dry_run)

@@ -124,12 +124,15 @@ class Agent:
     def codes(self, round_: int) -> np.ndarray:
         """The codes of all rows in slot order, (N, d) float32; noised if local DP is on.
 
-        Every call is a release of every row and is counted for the privacy report.
+        Every call is a release of every row and is counted for the privacy report. The noise
+        of each release is fresh: it is keyed by the agent's own release count, not by
+        ``round_`` (which the server names), since two releases with the same noise would
+        hand the server the noise-free difference of the codes (outside the accounting).
         """
         self.autoencoder.eval()
         z = self.autoencoder.encode(self.data.view[self.order])
         if self.config.private:
-            gen = torch.Generator().manual_seed(self.noise_seed + round_)
+            gen = torch.Generator().manual_seed(self.noise_seed + self.releases)
             z = privatise_codes(z, self.config.dp_clip, self.config.dp_noise, gen)
         self.releases += 1
         out = z.float().numpy()

@@ -102,9 +102,15 @@ def superlink_command(
     ca_certfile: str | None = None,
     certfile: str | None = None,
     keyfile: str | None = None,
+    enable_supernode_auth: bool = False,
 ) -> list[str]:
     """``flower-superlink`` serving its HTTP APIs on ``host:port``, with TLS unless
-    ``insecure``, and with runtime dependency installation off."""
+    ``insecure``, and with runtime dependency installation off.
+
+    ``enable_supernode_auth``: only SuperNodes whose public key was registered with
+    ``flwr supernode register KEY.pub CONNECTION`` may join (Flower needs TLS for it)."""
+    if enable_supernode_auth and insecure:
+        raise ValueError("SuperNode authentication needs TLS: drop --insecure, give certificates")
     cmd = ["flower-superlink", *_tls(insecure, [ca_certfile, certfile, keyfile], "SuperLink")]
     if not insecure:
         cmd += [
@@ -115,6 +121,8 @@ def superlink_command(
             "--ssl-keyfile",
             str(keyfile),
         ]
+    if enable_supernode_auth:
+        cmd.append("--enable-supernode-auth")
     return [
         *cmd,
         "--disable-runtime-dependency-installation",
@@ -137,11 +145,16 @@ def supernode_command(
     port: int = 9094,
     insecure: bool = False,
     root_certificates: str | None = None,
+    auth_private_key: str | None = None,
 ) -> list[str]:
     """``flower-supernode`` for the agent of ``modality``: its data location goes in the
     node config (it overrides the run's; ``view`` is the view of that file the agent holds,
     default ``modality``), ``checkpoint`` is where it keeps its model across
-    restarts, ``port`` is its local runtime API."""
+    restarts, ``port`` is its local runtime API. ``auth_private_key``: the agent's private
+    key (OpenSSH format, NIST curve, e.g. ``ssh-keygen -t ecdsa -b 384``) for a SuperLink
+    with SuperNode authentication, where its public key is registered."""
+    if auth_private_key is not None and insecure:
+        raise ValueError("SuperNode authentication needs TLS: drop --insecure, give the CA")
     node = [f"modality={int(modality)}"]
     for key, value in (
         ("dataset", dataset),
@@ -156,6 +169,8 @@ def supernode_command(
     cmd = ["flower-supernode", *_tls(insecure, [root_certificates], "SuperNode")]
     if not insecure:
         cmd += ["--root-certificates", str(root_certificates)]
+    if auth_private_key is not None:
+        cmd += ["--auth-supernode-private-key", str(auth_private_key)]
     return [*cmd, "--superlink", superlink, "--port", str(port), "--node-config", " ".join(node)]
 
 

@@ -11,6 +11,10 @@ Per round (one round = one OTM epoch):
 4. log the round: who answered, the mean barycenter objective over batches, the losses
    (under local DP the agents keep their losses, and the log says they are withheld).
 
+Every reply that reaches the server is also entered, by its layout (array names and shapes,
+config and metric keys, no values), in :class:`ReceivedLog`: ``federated.json`` says what
+left the agents, as the server received it.
+
 After the last round the agents send final codes, the clustering head of
 :class:`modalign.methods.OTM` assigns clusters (aligned: on the agents' codes side by side;
 unaligned: on each agent's codes), each agent scores its own clusters against its own labels
@@ -23,6 +27,7 @@ comparisons); :mod:`modalign.federated.apps` carries the same requests over Flow
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -75,16 +80,53 @@ class AgentReply:
     payload: Payload
 
 
+def reply_layout(payload: Payload) -> dict[str, Any]:
+    """What a reply holds, without its values: array names with their shapes, config keys
+    and metric keys (each sorted)."""
+    return {
+        "arrays": {k: list(v.shape) for k, v in sorted(payload.arrays.items())},
+        "config": sorted(payload.config),
+        "metrics": sorted(payload.metrics),
+    }
+
+
+class ReceivedLog:
+    """The layouts of the replies the server received, per request kind, each with how many
+    replies had it: a record of what left the agents (``received`` in ``federated.json``).
+
+    Entered before the server uses or drops anything of a reply, so that it shows what the
+    agents sent, not what the server kept.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, list[dict[str, Any]]] = {}
+
+    def add(self, kind: str, payload: Payload) -> None:
+        layout = reply_layout(payload)
+        entries = self._seen.setdefault(kind, [])
+        for entry in entries:
+            if entry["layout"] == layout:
+                entry["replies"] += 1
+                return
+        entries.append({"layout": layout, "replies": 1})
+
+    def as_dict(self) -> dict[str, list[dict[str, Any]]]:
+        """``{kind: [{"layout": ..., "replies": n}, ...]}`` (a copy, JSON-ready)."""
+        return copy.deepcopy(self._seen)
+
+
 @dataclass
 class FederatedResult:
     """What a run produced: records (as ``modalign cluster`` writes them), the round log,
-    the clusters per modality (slot order) and each agent's privacy budget."""
+    the clusters per modality (slot order), each agent's privacy budget and the layouts of
+    the replies received (:class:`ReceivedLog`)."""
 
     records: list[dict[str, Any]]
     history: list[dict[str, Any]]
     clusters: dict[int, np.ndarray]
     scores: dict[int, dict[str, float]]
     privacy: dict[int, dict[str, float]] = field(default_factory=dict)
+    received: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 #: Settings that do not change a run's records: where files go, how long to wait, the seed
@@ -282,9 +324,12 @@ def run_federated(
         check_provenance(config.out, read_header(config.out), *results_key(config))
     history: list[dict[str, Any]] = []
     privacy: dict[int, dict[str, float]] = {}
+    received = ReceivedLog()
 
     def ask(kind: str, payloads: Mapping[int, Payload], timeout: float, round_: int):
         replies = transport.request(kind, payloads, timeout, round_)
+        for reply in replies.values():
+            received.add(kind, reply)
         late = sorted(set(payloads) - set(replies))
         if late:
             say(f"round {round_}: no {kind} answer from node(s) {late} within {timeout:.0f} s")
@@ -366,7 +411,7 @@ def run_federated(
     scores = {m: dict(r.payload.metrics) for m, r in scored.items()}
     seconds = time.perf_counter() - start
     records = coord.records(scores, seconds)
-    result = FederatedResult(records, history, clusters, scores, privacy)
+    result = FederatedResult(records, history, clusters, scores, privacy, received.as_dict())
     if config.out:
         write_federated_results(Path(config.out), result, config, started=start)
     say(
@@ -384,7 +429,8 @@ def write_federated_results(
     """``results.json``/``results.md`` (merged with earlier runs of the same key and config,
     as ``modalign cluster`` does, with the header of :func:`results_key`; ``started``: the
     run's ``time.perf_counter()`` at its start, for the header's wall time) and
-    ``federated.json`` (settings, round log, per-agent scores and privacy)."""
+    ``federated.json`` (settings, round log, per-agent scores and privacy, the layouts of
+    the replies received)."""
     key, configs = results_key(config)
     configs = check_provenance(out, read_header(out), key, configs)
     records = merge_records(read_results(out), result.records)
@@ -421,6 +467,7 @@ def write_federated_results(
         "history": result.history,
         "scores": {str(m): s for m, s in result.scores.items()},
         "privacy": {str(m): p for m, p in result.privacy.items()},
+        "received": result.received,
     }
     text = json.dumps(log, indent=1, allow_nan=False) + "\n"
     atomic_write(out / "federated.json", lambda f: f.write(text.encode("utf-8")))
