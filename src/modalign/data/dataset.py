@@ -34,7 +34,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from modalign.data.errors import DataError
 
-__all__ = ["ViewKind", "MultiViewBatch", "MultiViewDataset", "as_dense_array"]
+__all__ = [
+    "ViewKind",
+    "MultiViewBatch",
+    "MultiViewDataset",
+    "as_dense_array",
+    "constant_columns",
+]
 
 ViewKind = Literal["features", "image", "audio"]
 _KINDS = ("features", "image", "audio")
@@ -57,6 +63,22 @@ def as_dense_array(x: Any, *, what: str) -> np.ndarray:
     if np.iscomplexobj(arr):
         raise DataError(f"{what}: complex values are not supported")
     return arr
+
+
+def constant_columns(x: Tensor) -> Tensor:
+    """``(D,)`` bool: which columns of a ``(K, D)`` matrix have no spread over its rows.
+
+    Column ``j`` is constant when its population standard deviation (in float64) is at most
+    ``rtol * max_i |x_ij|``, with ``rtol = max(1e-12, 16 * eps)`` for the machine epsilon of
+    ``x``'s dtype (``1e-12`` in float64, about ``2e-6`` in float32). Relative to the column's own
+    magnitude, so that a column of tiny but varying values (``1e-6 * N(0, 1)``) is not constant;
+    with a dtype-sized slack, so that values equal up to the rounding of the dtype they are
+    stored in are (rows that are multiples of one vector, once L2-normalised in float32, differ
+    in their last bits). An all-zero column is constant.
+    """
+    rtol = max(1e-12, 16 * torch.finfo(x.dtype).eps) if x.is_floating_point() else 1e-12
+    x = x.to(torch.float64)
+    return x.std(dim=0, correction=0) <= rtol * x.abs().amax(dim=0)
 
 
 def _check_finite(x: Tensor, what: str) -> None:
@@ -490,6 +512,34 @@ class MultiViewDataset(Dataset):
     def token_mask(self, view: int | str) -> Tensor | None:
         """The ``(N_v, T_v)`` bool token mask of a token view (True = real token), else None."""
         return self.token_masks[self.view_index(view)]
+
+    def observed_values(self, view: int | str) -> Tensor:
+        """The values of a view that a method may read, as a ``(K, D_v)`` matrix.
+
+        For a 2-D view, its observed rows (missing modalities left out); for a token view, the
+        real tokens of its observed rows, one token per row of the result (padding left out).
+        """
+        v = self.view_index(view)
+        observed = self.row_mask(v)
+        x = self.views[v][observed]
+        tm = self.token_masks[v]
+        if x.ndim == 3:
+            return x[tm[observed]] if tm is not None else x.reshape(-1, x.shape[-1])
+        return x
+
+    def constant_views(self) -> list[str]:
+        """Names of the views that carry no information: every observed row is the same vector
+        (for a token view, every real token of the observed rows is), judged by
+        :func:`constant_columns`. A view with fewer than two observed rows is not judged: one
+        row is trivially constant, and whether so few rows are enough is the caller's call.
+        """
+        out = []
+        for v, name in enumerate(self.names):
+            if int(self.row_mask(v).sum()) >= 2 and bool(
+                constant_columns(self.observed_values(v)).all()
+            ):
+                out.append(name)
+        return out
 
     def token_lengths(self, view: int | str) -> Tensor:
         """``(N_v,)`` number of real tokens of each row of a token view (DataError otherwise)."""

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from modalign.data.dataset import MultiViewDataset
+from modalign.data.dataset import MultiViewDataset, constant_columns
 from modalign.data.errors import DataError
 
 __all__ = [
@@ -47,6 +47,15 @@ def _as_tensor(x: Tensor | np.ndarray, what: str) -> Tensor:
         )
     if not t.is_floating_point():
         t = t.to(torch.float64)
+    # A NaN would spread through every statistic and every transformed value without a word:
+    # the transforms are public, so they check their input as the dataset does.
+    bad = ~torch.isfinite(t)
+    if bool(bad.any()):
+        r, c = (int(i) for i in bad.nonzero()[0])
+        raise DataError(
+            f"{what}: {int(bad.sum())} NaN or inf value(s) (first at row {r}, column {c}); "
+            "preprocessing needs finite values"
+        )
     return t
 
 
@@ -100,14 +109,21 @@ class Identity(ViewTransform):
 
 
 class ZScore(ViewTransform):
-    """``(x - mean) / std`` per feature (population std); constant features are only centred."""
+    """``(x - mean) / std`` per feature (population std); constant features are only centred.
+
+    A feature that is constant on the training rows (standard deviation at most ``1e-12 * (1 +
+    |mean|)``) is divided by 1 instead of 0, so it becomes 0 on those rows. It is kept rather
+    than dropped, so that a view keeps its width and row shape (an image's 28 x 28 layout, a
+    checkpoint's input size) on every split; ``constant_`` tells which features were. A view
+    whose features are *all* constant is refused by :class:`Preprocessor`.
+    """
 
     def _fit(self, x: Tensor, what: str) -> None:
         self.mean_ = x.mean(dim=0)
         std = x.std(dim=0, correction=0)
         # Rounding leaves a tiny non-zero spread on constant float features; treat it as zero.
-        constant = std <= 1e-12 * (1.0 + self.mean_.abs())
-        self.scale_ = torch.where(constant, torch.ones_like(std), std)
+        self.constant_ = std <= 1e-12 * (1.0 + self.mean_.abs())
+        self.scale_ = torch.where(self.constant_, torch.ones_like(std), std)
 
     def _transform(self, x: Tensor, what: str) -> Tensor:
         return (x - self.mean_.to(x.device)) / self.scale_.to(x.device)
@@ -224,6 +240,39 @@ def detect_kind(x: Tensor | np.ndarray) -> ValueKind:
     return "histogram"
 
 
+def _refuse_constant(x: Tensor, n_observed: int, what: str, tokens: bool, spec: str | None) -> None:
+    """Raise a DataError when every row of ``x`` (``(K, d)``, a view's observed rows or real
+    tokens) is the same vector, before (``spec`` None) or after the preprocessing ``spec``.
+
+    Such a view is refused rather than dropped with a warning: dropping it would silently
+    change the number of views a method is built for, the per-view results it reports and the
+    views its checkpoints are keyed on, and a constant view is nearly always a mistake in how
+    the file was written, best fixed there. Left in, it z-scores to zeros and turns into NaN
+    inside OT (a structure matrix of zeros normalised by its maximum), far from its cause.
+    Fewer than two observed rows are not judged: one row is trivially constant.
+    """
+    if n_observed < 2 or not bool(constant_columns(x).all()):
+        return
+    rows = "real token of the observed rows" if tokens else f"one of its {n_observed} observed rows"
+    first = x[0]
+    value = (
+        f"every value is {float(first[0]):g}"
+        if bool((first == first[0]).all())
+        else "each feature has a single value"
+    )
+    if spec is None:
+        raise DataError(
+            f"{what} is constant: every {rows} is the same vector ({value}). A view without "
+            "variation carries no information and cannot be normalised or used as an OT "
+            "structure; fix the data or leave the view out (MultiViewDataset.select_views)"
+        )
+    raise DataError(
+        f"{what} becomes constant after preprocessing '{spec}': every {rows} is then the same "
+        f"vector ({value}), so the view carries no information. Choose another preprocessing "
+        "for it (e.g. a mapping {view name: spec}) or leave the view out"
+    )
+
+
 class Preprocessor:
     """Fit one transform per view on a training :class:`MultiViewDataset`, apply it to any split.
 
@@ -235,6 +284,12 @@ class Preprocessor:
             tf-idf then L2 rows for counts, L2 rows for histograms, z-score for real values.
 
     Only observed rows (not missing modalities) are used for fitting; missing rows stay zero.
+
+    ``fit`` refuses, with a :class:`DataError` naming the dataset and the view, a view that is
+    constant on its observed training rows (every row the same vector; for a token view every
+    real token), or that becomes constant once its transform is applied (e.g. ``l2`` on rows
+    that are multiples of one another), before any method can train on it. A constant
+    *feature* inside a varying view is fine: ``zscore`` maps it to 0 and ``minmax`` to 0.
 
     Token views ``(N, T, d)``: the transform is fitted per token feature on the real tokens of
     the observed rows (the ``(K, d)`` matrix of those tokens) and applied to real tokens only;
@@ -274,13 +329,13 @@ class Preprocessor:
         self.transforms_: list[ViewTransform] = []
         for v, spec in enumerate(self._specs(ds)):
             what = f"{ds.source}: view '{ds.names[v]}'"
-            x = ds.views[v][ds.row_mask(v)]
-            if x.shape[0] == 0:
+            n_observed = int(ds.row_mask(v).sum())
+            if n_observed == 0:
                 raise DataError(f"{what}: no observed rows to fit preprocessing on")
+            # Observed rows, or the real tokens of the observed rows of a token view, (K, d).
+            x = ds.observed_values(v)
+            _refuse_constant(x, n_observed, what, ds.is_tokens(v), None)
             if self.tokens_[v]:
-                tm = ds.token_masks[v]
-                # The real tokens of the observed rows, as a (K, d) matrix.
-                x = x[tm[ds.row_mask(v)]] if tm is not None else x.reshape(-1, x.shape[-1])
                 if spec == "auto":
                     unit = bool(((x >= 0) & (x <= 1)).all())
                     image = "none" if unit else "minmax"
@@ -296,7 +351,11 @@ class Preprocessor:
                 kind = "real" if ds.kinds[v] in ("image", "audio") else detect_kind(x)
                 spec = _AUTO[kind]
             self.specs_.append(spec)
-            self.transforms_.append(make_transform(spec).fit(x, what=what))
+            transform = make_transform(spec).fit(x, what=what)
+            out = transform.transform(x, what=what)
+            assert isinstance(out, Tensor)
+            _refuse_constant(out, n_observed, what, ds.is_tokens(v), spec)
+            self.transforms_.append(transform)
         return self
 
     def transform(self, ds: MultiViewDataset) -> MultiViewDataset:

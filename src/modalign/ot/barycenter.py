@@ -42,6 +42,7 @@ from modalign.ot.gromov import (
 from modalign.ot.structure import (
     LowRank,
     Structure,
+    coincident,
     dense,
     is_symmetric,
     sqeuclidean_lowrank,
@@ -82,6 +83,13 @@ def _feature_cost(z: torch.Tensor, x: torch.Tensor) -> LowRank:
     left = torch.cat([zz, torch.ones_like(zz), -2 * z], -1)
     right = torch.cat([torch.ones_like(xx), xx, x], -1)
     return LowRank(left, right)
+
+
+def _require_positive(w: torch.Tensor, name: str, hint: str) -> None:
+    """Refuse zero entries in a barycenter marginal: the closed-form updates divide by ``p``,
+    and the solvers work with ``log q``, so a zero weight came out as NaN everywhere."""
+    if bool((w <= 0).any()):
+        raise ValueError(f"{name} has zero entries ({int((w <= 0).sum())} of {w.numel()}): {hint}")
 
 
 def _spread_subset(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
@@ -129,7 +137,8 @@ def _default_structures(
             work = torch.empty(len(x), len(x), dtype=x.dtype, device=x.device)
         dist = torch.mm(raw.left, raw.right.T, out=work)
         scale = dist.amax().clamp_min(torch.finfo(x.dtype).tiny)
-        cs.append(LowRank(raw.left / scale, raw.right))
+        # Points that all coincide (one point, a constant view) have the zero structure.
+        cs.append(LowRank(torch.where(coincident(x), 0.0, raw.left / scale), raw.right))
         spans.append(torch.cat([x, (x * x).sum(-1, keepdim=True), torch.ones_like(x[:, :1])], -1))
     return cs, spans, work
 
@@ -272,6 +281,8 @@ def fgw_barycenter(
         marginal(None if weights is None else weights[i], sizes[i], f"weights[{i}]", ref)
         for i in range(n_inputs)
     ]
+    for i, q in enumerate(qs):
+        _require_positive(q, f"weights[{i}]", f"leave those points out of features[{i}]")
 
     if init == "largest":
         k = int(max(range(n_inputs), key=lambda i: sizes[i]))
@@ -285,6 +296,7 @@ def fgw_barycenter(
     if n < 1:
         raise ValueError(f"n_points must be positive, got {n}")
     p = marginal(p, n, "p", ref)
+    _require_positive(p, "p", "a barycenter point is a p-weighted average and needs mass")
     gen = torch.Generator().manual_seed(0 if random_state is None else random_state)
     copy = n == sizes[k] and bool(torch.allclose(p, qs[k]))
     idx = torch.arange(n, device=ref.device) if copy else _spread_subset(xs[k], n, gen)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from modalign.ot._checks import check_finite
+
 
 class _SqrtmPSD(torch.autograd.Function):
     """Square root of a symmetric PSD matrix, batched (..., d, d), with a Sylvester backward.
@@ -63,6 +65,9 @@ def gaussian_w2(
     """
     if mu1.shape != mu2.shape:
         raise ValueError(f"means have shapes {tuple(mu1.shape)} and {tuple(mu2.shape)}")
+    # A NaN would come out as a NaN distance, or stop eigh with a LinAlgError naming nothing.
+    for name, t in (("mu1", mu1), ("cov1", cov1), ("mu2", mu2), ("cov2", cov2)):
+        check_finite(t.detach(), name)
     if diagonal is None:
         if cov1.shape == mu1.shape and mu1.dim() >= 2 and mu1.shape[-2] == mu1.shape[-1]:
             raise ValueError(
@@ -102,6 +107,30 @@ def _barycenter_weights(weights: torch.Tensor | None, k: int, like: torch.Tensor
     if abs(total - 1.0) > 1e-5:
         raise ValueError(f"weights must sum to 1, got sum {total:.6g}")
     return weights
+
+
+def _check_definite(covs: torch.Tensor, start: torch.Tensor) -> None:
+    """Refuse covariances that are not positive semi-definite, and a start ``sum_k w_k S_k``
+    that is not positive definite: the fixed-point iteration divides by its square root, and
+    such input used to stop ``torch.linalg.solve`` ("the input matrix is singular")."""
+    with torch.no_grad():
+        eps = torch.finfo(covs.dtype).eps
+        eig = torch.linalg.eigvalsh(covs.detach())
+        # Generous slack: L L^T in float32 may show eigenvalues a few ulps below zero.
+        floor = -16 * eig.shape[-1] * eps * eig.abs().amax(-1)
+        if bool((eig[..., 0] < floor).any()):
+            raise ValueError(
+                f"covs are not positive semi-definite (an eigenvalue of {float(eig.min()):.3g})"
+            )
+        eig = torch.linalg.eigvalsh(start.detach())
+        # Singular to the dtype's precision (condition number beyond 1 / eps), not merely
+        # ill-conditioned: the iteration copes with the latter.
+        if not bool((eig[..., 0] > eps * eig[..., -1]).all()):
+            raise ValueError(
+                "covs have a singular weighted sum (smallest eigenvalue "
+                f"{float(eig[..., 0].min()):.3g}); the fixed-point iteration needs at least "
+                "one positive definite covariance of positive weight"
+            )
 
 
 def gaussian_barycenter(
@@ -151,6 +180,8 @@ def gaussian_barycenter(
         raise ValueError(
             f"means must hold at least one Gaussian of dimension >= 1, got K={k}, d={d}"
         )
+    check_finite(means.detach(), "means")
+    check_finite(covs.detach(), "covs")
     if diagonal is None:
         diagonal = covs.dim() == means.dim()
     if diagonal:
@@ -182,6 +213,7 @@ def gaussian_barycenter(
     # symmetrise once: eigh-based roots read one triangle, the update must see both
     covs = 0.5 * (covs + covs.transpose(-1, -2))
     s = (w_mat * covs).sum(-3)
+    _check_definite(covs, s)
     for _ in range(max_iter):
         root = _sqrtm_psd(s)
         r = root.unsqueeze(-3)

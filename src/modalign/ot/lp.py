@@ -36,21 +36,22 @@ def emd(
     b64 = b.detach().cpu().double().numpy()
     # The simplex needs exactly equal masses; absorb float rounding into b.
     b64 = b64 * (a64.sum() / b64.sum())
-    plan, info = pot.emd(
-        a64,
-        b64,
-        np.ascontiguousarray(cost.detach().cpu().double().numpy()),
-        numItermax=max_iter,
-        log=True,
-    )
+    c64 = np.ascontiguousarray(cost.detach().cpu().double().numpy())
+    # POT's network simplex reports some problems with negative costs infeasible (a 1 x 1
+    # cost of -5, a single row of negative costs). Adding a constant to every cost leaves the
+    # optimal plan unchanged (the transported mass is fixed), so negative costs are shifted
+    # to start at zero and the duals and the cost shifted back; non-negative costs are
+    # passed as they are.
+    shift = min(float(c64.min()), 0.0)
+    plan, info = pot.emd(a64, b64, c64 - shift if shift else c64, numItermax=max_iter, log=True)
     if info.get("warning"):
         raise RuntimeError(f"emd did not converge: {info['warning']}")
     out = torch.from_numpy(plan).to(device=cost.device, dtype=cost.dtype)
     if log:
         to = {"device": cost.device, "dtype": cost.dtype}
         return out, {
-            "u": torch.from_numpy(info["u"]).to(**to),
+            "u": torch.from_numpy(info["u"] + shift).to(**to),
             "v": torch.from_numpy(info["v"]).to(**to),
-            "cost": float(info["cost"]),
+            "cost": float(info["cost"]) + shift * float(a64.sum()),
         }
     return out

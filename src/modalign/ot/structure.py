@@ -70,7 +70,10 @@ def sq_distances(x: ArrayLike, y: ArrayLike | None = None) -> torch.Tensor:
     with its transpose, which is exactly symmetric in IEEE arithmetic (``a + b == b + a``).
     """
     x = as_tensor(x, "x")
+    check_finite(x, "x")
     y = x if y is None else as_tensor(y, "y", dtype=x.dtype, device=x.device)
+    if y is not x:
+        check_finite(y, "y")
     xx = (x * x).sum(-1)
     yy = (y * y).sum(-1)
     d = xx[..., :, None] + yy[..., None, :] - 2 * _inner_products(x, y)
@@ -95,8 +98,19 @@ def sqeuclidean_lowrank(x: ArrayLike, *, normalize: bool = True) -> LowRank:
         scale = (
             sq_distances(x).amax(dim=(-1, -2), keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
         )
-        left = left / scale
+        left = torch.where(coincident(x), 0.0, left / scale)
     return LowRank(left, right)
+
+
+def coincident(x: torch.Tensor) -> torch.Tensor:
+    """``(..., 1, 1)`` bool: whether all the rows of ``x`` (..., n, d) are the same point.
+
+    Their distance matrix is zero, and so is the only sensible normalisation of it: the
+    factors of a zero matrix are not zero (``|x|^2 + |x|^2 - 2 x.x``), so dividing them by its
+    maximum (zero, or a rounding residue) would give inf and NaN, or noise. Callers use it to
+    return the zero structure instead; no synchronisation with the device is needed.
+    """
+    return (x == x[..., :1, :]).all(dim=-1).all(dim=-1)[..., None, None]
 
 
 def kernel_structure(x: ArrayLike, bandwidth: float | None = None) -> torch.Tensor:
@@ -107,8 +121,10 @@ def kernel_structure(x: ArrayLike, bandwidth: float | None = None) -> torch.Tens
     d = sq_distances(x)
     if bandwidth is None:
         off = d[..., ~torch.eye(d.shape[-1], dtype=torch.bool, device=d.device)]
-        bandwidth = float(off.median().sqrt().clamp_min(1e-12))
-    if bandwidth <= 0:
+        # One point has no pairwise distance (the median of nothing is NaN); any bandwidth
+        # gives its kernel [[1]].
+        bandwidth = float(off.median().sqrt().clamp_min(1e-12)) if off.numel() else 1.0
+    if not bandwidth > 0:  # NaN included
         raise ValueError(f"bandwidth must be positive, got {bandwidth}")
     return torch.exp(-d / (2 * bandwidth**2))
 
