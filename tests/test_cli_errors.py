@@ -169,7 +169,7 @@ ROWS = [
         "--dataset {d}/one.npz",
         "one.npz: every label is 0 (one class)",
     ),
-    _row("robustness", "--dataset {d}/tiny.npz", "tiny.npz: "),
+    _row("robustness", "--dataset {d}/tiny.npz", "tiny.npz: 3 rows for 3 classes; the robustness"),
     _row("robustness", "--dataset {d}/good.npz --models bogus", "unknown model(s) ['bogus']"),
     _row("robustness", "--dataset {d}/good.npz --otm maybe", "--otm must be one of"),
     _row("robustness", "--dataset {d}/good.npz --align maybe", "--align must be one of"),
