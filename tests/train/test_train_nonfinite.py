@@ -144,3 +144,17 @@ def test_otm_names_the_modality_and_batch_and_keeps_its_checkpoint(tmp_path):
     assert "otm[fgw] seed 0" in text and "epoch 2, batch 0" in text
     assert "'reconstruction of modality 1' is inf" in text
     assert ckpt.read_bytes() == before
+
+
+def test_wvae_overflowing_posteriors_are_named_by_the_guard():
+    """Inputs near float32's limit overflow the posterior means: the guard names the run, epoch
+    and batch (not the W2 solver's input check, which names no run)."""
+    from modalign.methods.wvae import WVAE, WVAEConfig
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(40, 5, generator=g), torch.randn(40, 4, generator=g)
+    cfg = WVAEConfig(latent_dim=4, epochs=2, batch_size=16)
+    with pytest.raises(NonFiniteLossError, match=r"wvae seed 0 stopped at epoch 0, batch 0"):
+        WVAE(cfg, random_state=0).fit([a, b * 1e38])
+    with pytest.raises(TypeError, match="WVAEConfig"):
+        WVAE(OTMConfig(n_clusters=2))

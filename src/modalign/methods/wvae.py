@@ -181,6 +181,10 @@ def w2_consensus(mu: Tensor, cov: Tensor, present: Tensor, *, diagonal: bool = T
     m = mu.shape[1]
     if m < 2:
         raise ValueError(f"the consensus needs at least 2 modalities, got {m}")
+    if not (bool(torch.isfinite(mu).all()) and bool(torch.isfinite(cov).all())):
+        # Posteriors overflowed in training (extreme inputs or steps), not bad input to the
+        # solver: a NaN consensus lets the epoch loop's guard name the term, epoch and batch.
+        return torch.full(mu.shape[:1], float("nan"), dtype=mu.dtype, device=mu.device)
     if m == 2:
         w2 = gaussian_w2(mu[:, 0], cov[:, 0], mu[:, 1], cov[:, 1], diagonal=diagonal)
         return torch.where(present.all(1), w2, 0.0)
@@ -201,6 +205,8 @@ class WVAE(MultimodalVAE):
     config: WVAEConfig
 
     def __init__(self, config: WVAEConfig | None = None, random_state: int = 0):
+        if config is not None and not isinstance(config, WVAEConfig):
+            raise TypeError(f"WVAE takes a WVAEConfig, got {type(config).__name__}")
         super().__init__(config or WVAEConfig(), random_state)
 
     @property
