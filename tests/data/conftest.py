@@ -27,6 +27,14 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def avdata(shared_data: Path) -> Path:
+    """The shared data folder, skipping when the MNIST or FSDD files (avdigits) are absent."""
+    _require("mnist")
+    _require("fsdd", "recordings")
+    return shared_data
+
+
+@pytest.fixture(scope="session")
 def avdigits_splits(shared_data: Path) -> dict:
     """avdigits train, val and test (all 3,000 recordings) loaded once, with the load time."""
     _require("mnist")

@@ -21,15 +21,6 @@ from modalign.data.builtin import LABEL_VIEW
 
 
 @pytest.fixture(scope="module")
-def avdata(shared_data: Path) -> Path:
-    """The shared data folder, skipping when the MNIST or FSDD files are absent."""
-    for part in (("mnist",), ("fsdd", "recordings")):
-        if not shared_data.joinpath(*part).exists():
-            pytest.skip(f"real data not available: {shared_data.joinpath(*part)} is missing")
-    return shared_data
-
-
-@pytest.fixture(scope="module")
 def mnist_labels(avdata: Path) -> np.ndarray:
     return load_mnist(avdata)[1]
 

@@ -402,15 +402,6 @@ def test_image_patches_row_major():
 
 # ---------------------------------------------------------------------------- avdigits-tokens
 @pytest.fixture(scope="module")
-def avdata(shared_data: Path) -> Path:
-    """The shared data folder, skipping when the MNIST or FSDD files are absent."""
-    for part in (("mnist",), ("fsdd", "recordings")):
-        if not shared_data.joinpath(*part).exists():
-            pytest.skip(f"real data not available: {shared_data.joinpath(*part)} is missing")
-    return shared_data
-
-
-@pytest.fixture(scope="module")
 def tokens_test(avdata: Path) -> MultiViewDataset:
     return load_dataset("avdigits-tokens", avdata, split="test")
 

@@ -689,10 +689,11 @@ def run_robustness(
         fingerprint = {**key, "config": plain_settings(dict(settings)), "seed": seed}
         return keyed_checkpoint(out / "checkpoints", stem, fingerprint)
 
+    # Records in the order of a sequential run (per seed: majority, then the models as
+    # asked), whatever order parallel runs finish in.
+    rank = {"majority": -1, **{run.name: i for i, run in enumerate(runs)}}
+
     def table_order(r: dict) -> tuple[int, int]:
-        # The order of a sequential run (per seed: majority, then the models as asked),
-        # whatever order parallel runs finish in.
-        rank = {"majority": -1, **{run.name: i for i, run in enumerate(runs)}}
         return r["seed"], rank.get(r["model"], len(runs))
 
     done = {(r["model"], r["seed"]) for r in records}
