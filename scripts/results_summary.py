@@ -31,6 +31,45 @@ TABLES = [
 ]
 
 
+#: The seed-paired comparisons of issue 15's goals and ablations: (column, method, reference).
+PAIRED = (
+    ("OTM - MWAE", "otm", "mwae"),
+    ("structure term: OTM - OTM without it", "otm", "otm-no-structure"),
+    ("structure term: MWAE - MWAE without it", "mwae", "mwae-no-structure"),
+    ("OTM - head, best view", "otm", "graph-best-view"),
+    ("OTM - k-means, best view", "otm", "kmeans-best-view"),
+)
+
+
+def paired(records: list[dict], method: str, reference: str) -> str:
+    """``mean ± std (wins/seeds)`` of the seed-paired accuracy difference, or "-"."""
+    by_seed = [
+        {r["seed"]: r["value"] for r in records if r["method"] == m and r["metric"] == "accuracy"}
+        for m in (method, reference)
+    ]
+    seeds = sorted(set(by_seed[0]) & set(by_seed[1]))
+    if not seeds:
+        return "-"
+    d = np.array([by_seed[0][s] - by_seed[1][s] for s in seeds])
+    sd = float(np.std(d, ddof=1)) if len(d) > 1 else 0.0
+    return f"{d.mean():+.3f} ± {sd:.3f} ({int((d > 0).sum())}/{len(d)})"
+
+
+def paired_table(folder: Path) -> list[str]:
+    """Seed-paired accuracy differences per table (issue 15's goals and ablations)."""
+    out = [
+        "| dataset | setting | " + " | ".join(c for c, _, _ in PAIRED) + " |",
+        "| --- | --- |" + " :---: |" * len(PAIRED),
+    ]
+    for table in TABLES:
+        if not (folder / table / "results.json").exists():
+            continue
+        records = read_results(folder / table)
+        cells = [paired(records, m, ref) for _, m, ref in PAIRED]
+        out.append(f"| {' | '.join(table.rsplit('-', 1))} | " + " | ".join(cells) + " |")
+    return out
+
+
 def mean_std(records: list[dict], method: str, metric: str = "accuracy") -> tuple[float, float]:
     values = [r["value"] for r in records if r["method"] == method and r["metric"] == metric]
     if not values:
@@ -52,15 +91,15 @@ def command(header: dict) -> str:
 
 def main(folder: Path) -> None:
     summary = [
-        "| dataset | setting | OTM | MWAE | OTM(WB) | head on OTM's input | head, best view "
-        "| k-means, best view | spectral | table time |",
-        "| --- | --- | :---: | :---: | :---: | :---: | :---: | :---: | :---: | ---: |",
+        "| dataset | setting | OTM | MWAE | OTM without structure | MWAE without structure "
+        "| head on OTM's input | head, best view | k-means, best view | spectral | table time |",
+        "| --- | --- | :---: | :---: | :---: | :---: | :---: | :---: | :---: | :---: | ---: |",
     ]
     sections = []
     for table in TABLES:
         path = folder / table
         if not (path / "results.json").exists():
-            summary.append(f"| {table} | not run | | | | | | | | |")
+            summary.append(f"| {table} | not run | | | | | | | | | |")
             continue
         records, header = read_results(path), read_header(path)
         dataset, setting = table.rsplit("-", 1)
@@ -69,7 +108,14 @@ def main(folder: Path) -> None:
         same_input = "graph-concat" if setting == "aligned" else "graph-each-view"
         cells = [
             text(mean_std(records, m))
-            for m in ("otm", "mwae", "otm-wb", same_input, "graph-best-view")
+            for m in (
+                "otm",
+                "mwae",
+                "otm-no-structure",
+                "mwae-no-structure",
+                same_input,
+                "graph-best-view",
+            )
         ]
         cells += [text(mean_std(records, m)) for m in ("kmeans-best-view", "spectral")]
         summary.append(
@@ -89,6 +135,9 @@ def main(folder: Path) -> None:
             f"Run time: {header['wall_seconds']:.0f} s for the table.\n\n{body.strip()}\n"
         )
     print("\n".join(summary))
+    print()
+    print("Seed-paired accuracy differences, mean ± std over seeds (seeds where positive):\n")
+    print("\n".join(paired_table(folder)))
     print()
     print("\n".join(sections))
     print("\n".join(curves(folder)))

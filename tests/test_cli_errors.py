@@ -131,6 +131,11 @@ ROWS = [
     _row("cluster", "--dataset {d}/good.npz --seeds -1", "Invalid value for '--seeds'"),
     _row("cluster", "--dataset {d}/good.npz --epochs 0", "Invalid value for '--epochs'"),
     _row("cluster", "--dataset {d}/good.npz --jobs 0", "Invalid value for '--jobs'"),
+    _row(
+        "cluster",
+        "--dataset {d}/good.npz --lambda-structure -1",
+        "Invalid value for '--lambda-structure'",
+    ),
     _row("cluster", "--dataset {d}/good.npz --device bogus", "device 'bogus' is not a torch"),
     _row("cluster", "--dataset {d}/good.npz --preprocess bogus", "unknown preprocessing"),
     # ---- represent

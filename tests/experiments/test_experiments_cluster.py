@@ -217,3 +217,48 @@ def test_parallel_runs_give_the_records_of_serial_runs(tmp_path, digits400):
     assert values(read_results(tmp_path / "parallel")) == values(parallel)
     with pytest.raises(ValueError, match="jobs"):
         run_clustering(str(data), jobs=0, **common)
+
+
+def test_structure_ablations_keep_their_zero_weight():
+    from modalign.experiments.clustering import method_config, otm_config
+
+    caller = {"lambda_structure": 4.0, "epochs": 7}
+    assert otm_config("otm", 3, caller).lambda_structure == 4.0
+    assert otm_config("mwae", 3, caller).mixer == "none"
+    for method, mixer in (("otm-no-structure", "fgw"), ("mwae-no-structure", "none")):
+        config = otm_config(method, 3, caller)
+        assert (config.lambda_structure, config.mixer, config.epochs) == (0.0, mixer, 7)
+    # Records and checkpoints are keyed by the weight: an ablation never reuses otm's.
+    assert method_config("otm", 3, caller) != method_config("otm-no-structure", 3, caller)
+
+
+def test_learned_methods_never_read_the_labels(tmp_path, digits400, monkeypatch):
+    """The clusters of the learned methods (structure term on) do not change when the labels
+    are permuted: labels reach only the scoring."""
+    import modalign.experiments.clustering as clustering
+
+    path, labels = digits400
+    views = dict(np.load(path))
+    shuffled = tmp_path / "shuffled.npz"
+    np.savez(shuffled, **{**views, "labels": np.random.default_rng(1).permutation(labels)})
+    seen: dict[str, list] = {"true": [], "shuffled": []}
+    labelled = {"as": "true"}
+
+    def recording(data, prediction):
+        seen[labelled["as"]].append({k: np.asarray(v) for k, v in prediction.items()})
+        return score(data, prediction)
+
+    score = clustering.score_prediction
+    monkeypatch.setattr(clustering, "score_prediction", recording)
+    for labelled["as"], data in (("true", path), ("shuffled", shuffled)):
+        clustering.run_clustering(
+            str(data),
+            setting="unaligned",
+            methods=["otm", "mwae"],
+            seeds=[0],
+            config={"epochs": 2, "warmup_epochs": 1, "lambda_structure": 4.0},
+        )
+    assert len(seen["true"]) == len(seen["shuffled"]) == 2
+    for a, b in zip(seen["true"], seen["shuffled"]):
+        assert a.keys() == b.keys()
+        assert all(np.array_equal(a[k], b[k]) for k in a)

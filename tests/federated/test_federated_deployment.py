@@ -14,7 +14,7 @@ pytest.importorskip("flwr")
 from modalign.federated import FederatedConfig  # noqa: E402
 from modalign.methods import OTMConfig  # noqa: E402
 
-LOSS_KEYS = ["cluster", "loss", "mixed", "mmd", "reconstruction"]
+LOSS_KEYS = ["cluster", "loss", "mixed", "mmd", "reconstruction", "structure"]
 
 
 @pytest.mark.slow

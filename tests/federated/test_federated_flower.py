@@ -31,7 +31,7 @@ from modalign.federated.simulation import OFFLINE_ENV, simulate  # noqa: E402
 from modalign.methods import OTMConfig  # noqa: E402
 
 ROWS, LATENT = 551, 16
-LOSS_KEYS = {"loss", "reconstruction", "mixed", "mmd", "cluster"}
+LOSS_KEYS = {"loss", "reconstruction", "mixed", "mmd", "cluster", "structure"}
 SCORE_KEYS = {"purity", "accuracy", "nmi", "ari"}
 
 

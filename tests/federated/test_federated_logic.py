@@ -36,7 +36,7 @@ from modalign.nn import reconstruction_error
 
 N, K, D = 48, 3, 8
 #: What a train reply reports without DP, and the scores an evaluate reply reports.
-LOSS_KEYS = {"loss", "reconstruction", "mixed", "mmd", "cluster"}
+LOSS_KEYS = {"loss", "reconstruction", "mixed", "mmd", "cluster", "structure"}
 SCORE_KEYS = {"purity", "accuracy", "nmi", "ari"}
 #: The privacy budget a codes reply carries under DP: settings, counts and epsilons.
 PRIVACY_KEYS = {

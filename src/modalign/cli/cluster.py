@@ -19,11 +19,13 @@ def cluster(
     ),
     methods: str | None = typer.Option(
         None,
-        help="Comma-separated methods. Default per setting: aligned otm, otm-wb, mwae, majority, "
-        "kmeans-concat, kmeans-best-view, spectral, graph-concat, graph-best-view; unaligned "
-        "otm, otm-wb, mwae, majority, kmeans-best-view, graph-best-view, graph-each-view; "
-        "partial otm, mwae, kmeans-best-view, graph-each-view (graph-*: OTM's clustering head "
-        "alone on the raw views, no training).",
+        help="Comma-separated methods. Default per setting: aligned otm, otm-no-structure, "
+        "mwae, mwae-no-structure, majority, kmeans-concat, kmeans-best-view, spectral, "
+        "graph-concat, graph-best-view; unaligned the same learned methods, majority, "
+        "kmeans-best-view, graph-best-view, graph-each-view; partial otm, mwae, "
+        "kmeans-best-view, graph-each-view (graph-*: OTM's clustering head alone on the raw "
+        "views, no training; *-no-structure: without the structure term; otm-wb: OTM with the "
+        "Wasserstein barycenter, by name).",
     ),
     seeds: int = typer.Option(5, min=1, help="Seeds 0..N-1; tables show mean ± std."),
     out: Path = typer.Option(Path("runs/cluster"), help="Folder for results and checkpoints."),
@@ -43,6 +45,13 @@ def cluster(
         min=1,
         help="Training epochs N of the learned methods (default 100); the first N // 5 are "
         "warm-up (plain autoencoding before mixing starts), 20 of the default 100.",
+    ),
+    lambda_structure: float | None = typer.Option(
+        None,
+        min=0.0,
+        help="Weight of the learned methods' structure term (codes keep each view's input "
+        "distances; OTMConfig.lambda_structure, default 4); the *-no-structure ablations "
+        "ignore it.",
     ),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, mps ..."),
     progress_bars: bool = typer.Option(
@@ -83,7 +92,11 @@ def cluster(
             out=out,
             data_dir=data_dir,
             preprocess=preprocess,
-            config={"device": check_device(device), **epochs_config(epochs)},
+            config={
+                "device": check_device(device),
+                **epochs_config(epochs),
+                **({} if lambda_structure is None else {"lambda_structure": lambda_structure}),
+            },
             progress=None if as_json else typer.echo,
             run_bar=True,  # on stderr: --json's stdout stays plain JSON
             progress_bars=progress_bars,

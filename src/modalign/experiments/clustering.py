@@ -49,8 +49,19 @@ from modalign.provenance import (
 )
 from modalign.train import keyed_checkpoint
 
-#: Learned methods: name -> mixer of :class:`~modalign.methods.OTMConfig`.
-LEARNED = {"otm": "fgw", "otm-wb": "wb", "mwae": "none"}
+#: Learned methods: name -> the :class:`~modalign.methods.OTMConfig` fields that define it
+#: (they win over the caller's overrides). ``*-no-structure``: the ablations of the
+#: structure term (``lambda_structure`` 0), whatever the caller sets.
+LEARNED: dict[str, dict[str, Any]] = {
+    "otm": {"mixer": "fgw"},
+    "otm-wb": {"mixer": "wb"},
+    "mwae": {"mixer": "none"},
+    "otm-no-structure": {"mixer": "fgw", "lambda_structure": 0.0},
+    "mwae-no-structure": {"mixer": "none", "lambda_structure": 0.0},
+}
+#: The learned methods of the default tables: OTM, its mixer ablation, and both without the
+#: structure term (every table shows what each component adds); OTM(WB) is run by name.
+DEFAULT_LEARNED = ("otm", "otm-no-structure", "mwae", "mwae-no-structure")
 #: Baselines: command-line name -> name in :data:`modalign.eval.BASELINES`.
 BASELINE_NAMES = {
     "majority": "majority",
@@ -78,7 +89,7 @@ KNOWN_PAIRS_METHODS = ("otm", "mwae", "kmeans-best-view", "graph-each-view")
 #: baselines, the classical ones and OTM's head alone beside the learned methods.
 DEFAULT_METHODS = {
     "aligned": (
-        *LEARNED,
+        *DEFAULT_LEARNED,
         "majority",
         "kmeans-concat",
         "kmeans-best-view",
@@ -86,7 +97,13 @@ DEFAULT_METHODS = {
         "graph-concat",
         "graph-best-view",
     ),
-    "unaligned": (*LEARNED, "majority", "kmeans-best-view", "graph-best-view", "graph-each-view"),
+    "unaligned": (
+        *DEFAULT_LEARNED,
+        "majority",
+        "kmeans-best-view",
+        "graph-best-view",
+        "graph-each-view",
+    ),
     "partial": KNOWN_PAIRS_METHODS,
 }
 
@@ -139,9 +156,9 @@ ALIGNED_ONLY_METHODS = tuple(m for m, b in BASELINE_NAMES.items() if b in ALIGNE
 
 
 def otm_config(method: str, n_clusters: int, config: Mapping[str, Any] | None) -> OTMConfig:
-    """The :class:`~modalign.methods.OTMConfig` of a learned method: its mixer, ``K`` and
-    the caller's overrides."""
-    return OTMConfig(n_clusters=n_clusters, mixer=LEARNED[method], **(config or {}))
+    """The :class:`~modalign.methods.OTMConfig` of a learned method: ``K``, the caller's
+    overrides, and the fields that define the method (:data:`LEARNED`) over them."""
+    return OTMConfig(n_clusters=n_clusters, **{**(config or {}), **LEARNED[method]})
 
 
 def method_config(method: str, n_clusters: int, config: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from modalign.nn.gaussian import (
     reparameterise,
     reparameterise_tril,
 )
-from modalign.nn.losses import imq_mmd, reconstruction_error
+from modalign.nn.losses import distance_stress, imq_mmd, reconstruction_error
 from modalign.nn.mlp import Autoencoder, hidden_width, mlp
 from modalign.nn.transformer import (
     EarlyFusionTransformer,
@@ -57,6 +57,7 @@ __all__ = [
     "MultiplicativeInteraction",
     "TensorFusion",
     "hidden_width",
+    "distance_stress",
     "imq_mmd",
     "make_fusion",
     "mlp",

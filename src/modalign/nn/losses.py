@@ -34,3 +34,31 @@ def reconstruction_error(x_hat: Tensor, x: Tensor) -> Tensor:
     different widths weigh alike after row normalisation or per-feature z-scoring.
     """
     return ((x_hat - x) ** 2).sum(-1).mean()
+
+
+def distance_stress(x: Tensor, codes: Tensor) -> Tensor:
+    """Scale-free stress between the rows' distances in the input and in the code space.
+
+    ``x`` (B, D) and ``codes`` (B, d) hold the same B rows. With ``D^x`` and ``D^z`` their
+    Euclidean distances over the ``B (B - 1) / 2`` row pairs, the loss is the mean over pairs
+    of ``(D^x / mean(D^x) - D^z / mean(D^z))^2``: zero exactly when the codes are a scaled
+    isometry of the inputs on the batch, so it keeps each view's cluster structure (which rows
+    are near which) without fixing the codes' scale, which the WAE prior sets. The input side
+    is a constant (no gradient). A batch of fewer than two rows, or of identical inputs, has no
+    structure to keep and costs zero.
+    """
+    if x.shape[0] != codes.shape[0]:
+        raise ValueError(f"x and codes must hold the same rows, got {len(x)} and {len(codes)}")
+    n = x.shape[0]
+    if n < 2:
+        return codes.sum() * 0.0
+    i, j = torch.triu_indices(n, n, 1, device=codes.device)
+    with torch.no_grad():
+        dx = torch.cdist(x, x)[i, j]
+        scale = dx.mean()
+        if not scale > 0:
+            return codes.sum() * 0.0
+        dx = dx / scale
+    # The small floor keeps the square root's gradient finite for coinciding codes.
+    dz = ((codes[i] - codes[j]).pow(2).sum(1) + 1e-12).sqrt()
+    return (dx - dz / dz.mean()).pow(2).mean()
