@@ -4,10 +4,11 @@ scripts/results_tables.sh writes (each one `modalign cluster` table).
     python scripts/results_summary.py runs/results > /tmp/tables.md
 
 Prints, in Markdown: the summary (Hungarian accuracy, mean ± std over seeds, of the learned
-methods beside OTM's head alone on the raw views and the label-free classical baselines), then
-every table as its folder's results.md says it, under the command that produced it, then the
-known-pairs curves (folders pairs-orl, pairs-orl4, pairs-prokaryotic) as accuracy against the
-share of known pairs.
+methods beside OTM's head alone on the raw views and the label-free classical baselines), the
+seed-paired differences of issue 15's goals and ablations, then every table as its folder's
+results.md says it, under the command that produced it, then the known-pairs curves (folders
+pairs-orl, pairs-orl4, pairs-prokaryotic, pairs-digits) as accuracy against the share of known
+pairs.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from modalign.eval import markdown_table, read_results
 from modalign.eval.report import read_header
 from modalign.provenance import provenance_line
 
-CURVES = ("pairs-orl", "pairs-orl4", "pairs-prokaryotic")
+CURVES = ("pairs-orl", "pairs-orl4", "pairs-prokaryotic", "pairs-digits")
 TABLES = [
     f"{d}-{s}"
     for d in ("orl", "orl4", "prokaryotic", "3sources", "digits")
@@ -36,9 +37,14 @@ PAIRED = (
     ("OTM - MWAE", "otm", "mwae"),
     ("structure term: OTM - OTM without it", "otm", "otm-no-structure"),
     ("structure term: MWAE - MWAE without it", "mwae", "mwae-no-structure"),
+    ("OTM - head on OTM's input", "otm", "same input"),
     ("OTM - head, best view", "otm", "graph-best-view"),
     ("OTM - k-means, best view", "otm", "kmeans-best-view"),
+    ("OTM - spectral", "otm", "spectral"),
 )
+#: OTM's head alone on what OTM clusters: the views side by side when aligned, each view's own
+#: rows (mean over views) when not.
+SAME_INPUT = {"aligned": "graph-concat", "unaligned": "graph-each-view"}
 
 
 def paired(records: list[dict], method: str, reference: str) -> str:
@@ -65,7 +71,13 @@ def paired_table(folder: Path) -> list[str]:
         if not (folder / table / "results.json").exists():
             continue
         records = read_results(folder / table)
-        cells = [paired(records, m, ref) for _, m, ref in PAIRED]
+        setting = table.rsplit("-", 1)[1]
+        cells = [
+            paired(records, m, SAME_INPUT.get(setting, ref))
+            if ref == "same input"
+            else paired(records, m, ref)
+            for _, m, ref in PAIRED
+        ]
         out.append(f"| {' | '.join(table.rsplit('-', 1))} | " + " | ".join(cells) + " |")
     return out
 
@@ -103,9 +115,7 @@ def main(folder: Path) -> None:
             continue
         records, header = read_results(path), read_header(path)
         dataset, setting = table.rsplit("-", 1)
-        # The head on what OTM clusters: the views side by side when aligned, each view's own
-        # rows (mean over views) when not.
-        same_input = "graph-concat" if setting == "aligned" else "graph-each-view"
+        same_input = SAME_INPUT[setting]
         cells = [
             text(mean_std(records, m))
             for m in (
