@@ -165,8 +165,8 @@ def curves(folder: Path) -> list[str]:
         methods = list(dict.fromkeys(r["method"] for r in records))
         out += [
             f"{records[0]['dataset']} (`{command(header)}`, {header['wall_seconds']:.0f} s, "
-            f"commit {(header.get('git_commit') or '?')[:7]}, data sha256 "
-            f"{header['data']['sha256'][:12]}):",
+            + (f"commit {header['git_commit'][:7]}, " if header.get("git_commit") else "")
+            + f"data sha256 {header['data']['sha256'][:12]}):",
             "",
             "| method | " + " | ".join(f"{s:g}" for s in shares) + " |",
             "| --- |" + " :---: |" * len(shares),
