@@ -107,7 +107,12 @@ def info_nce(logits: torch.Tensor) -> torch.Tensor:
 
 def stress_term(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """Mean over the batch's row pairs of ``(D_in / mean D_in - D_code / mean D_code)^2``
-    (Euclidean distances; invariant to the scale of either side)."""
+    (Euclidean distances; invariant to the scale of either side).
+
+    The experiment's own form, kept so that the figures above reproduce: the library adopted
+    this term as :func:`modalign.nn.distance_stress` (OTM's ``lambda_structure``), which
+    computes the same quantity with other float roundings (direct differences instead of the
+    Gram form, another floor), enough to move 100-epoch runs. Call that one in new code."""
     i, j = torch.triu_indices(len(x), len(x), 1)
     dx = sq_dists(x, x)[i, j].sqrt()
     dz = sq_dists(z, z)[i, j].clamp_min(1e-12).sqrt()
