@@ -7,8 +7,8 @@ Prints, in Markdown: the summary (Hungarian accuracy, mean ± std over seeds, of
 methods beside OTM's head alone on the raw views and the label-free classical baselines), the
 seed-paired differences of issue 15's goals and ablations, then every table as its folder's
 results.md says it, under the command that produced it, then the known-pairs curves (folders
-pairs-orl, pairs-orl4, pairs-prokaryotic, pairs-digits) as accuracy against the share of known
-pairs.
+pairs-orl, pairs-orl4, pairs-prokaryotic, pairs-3sources, pairs-digits) as accuracy against the
+share of known pairs, and their seed-paired goals and ablations.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from modalign.eval import markdown_table, read_results
 from modalign.eval.report import read_header
 from modalign.provenance import provenance_line
 
-CURVES = ("pairs-orl", "pairs-orl4", "pairs-prokaryotic", "pairs-digits")
+CURVES = ("pairs-orl", "pairs-orl4", "pairs-prokaryotic", "pairs-3sources", "pairs-digits")
 TABLES = [
     f"{d}-{s}"
     for d in ("orl", "orl4", "prokaryotic", "3sources", "digits")
@@ -47,11 +47,33 @@ PAIRED = (
 SAME_INPUT = {"aligned": "graph-concat", "unaligned": "graph-each-view"}
 
 
-def paired(records: list[dict], method: str, reference: str) -> str:
-    """``mean ± std (wins/seeds)`` of the seed-paired accuracy difference, or "-"."""
+#: The seed-paired comparisons of the known-pairs curves: (column, (method, share),
+#: (reference, share)).
+CURVE_PAIRED = (
+    ("OTM rise, share 0 to 0.5", ("otm", 0.5), ("otm", 0.0)),
+    ("OTM - MWAE at 0.5", ("otm", 0.5), ("mwae", 0.5)),
+    ("graph fusion: OTM - OTM with code fusion at 0.5", ("otm", 0.5), ("otm-code-fusion", 0.5)),
+    ("OTM - head with graph fusion at 0.5", ("otm", 0.5), ("graph-fused", 0.5)),
+    ("head with graph fusion: rise, 0 to 0.5", ("graph-fused", 0.5), ("graph-fused", 0.0)),
+    ("OTM - k-means, best view at 0.5", ("otm", 0.5), ("kmeans-best-view", 0.5)),
+)
+
+
+def paired(
+    records: list[dict],
+    method: str,
+    reference: str,
+    settings: tuple[str | None, str | None] = (None, None),
+) -> str:
+    """``mean ± std (wins/seeds)`` of the seed-paired accuracy difference, or "-";
+    ``settings``: the setting of each side's records (None: any)."""
     by_seed = [
-        {r["seed"]: r["value"] for r in records if r["method"] == m and r["metric"] == "accuracy"}
-        for m in (method, reference)
+        {
+            r["seed"]: r["value"]
+            for r in records
+            if r["method"] == m and r["metric"] == "accuracy" and st in (None, r["setting"])
+        }
+        for m, st in zip((method, reference), settings)
     ]
     seeds = sorted(set(by_seed[0]) & set(by_seed[1]))
     if not seeds:
@@ -151,6 +173,26 @@ def main(folder: Path) -> None:
     print()
     print("\n".join(sections))
     print("\n".join(curves(folder)))
+    print("Known-pairs curves, seed-paired accuracy differences (seeds where positive):\n")
+    print("\n".join(curve_goals(folder)))
+
+
+def curve_goals(folder: Path) -> list[str]:
+    """Seed-paired accuracy differences of the known-pairs curves (:data:`CURVE_PAIRED`)."""
+    out = [
+        "| dataset | " + " | ".join(c for c, _, _ in CURVE_PAIRED) + " |",
+        "| --- |" + " :---: |" * len(CURVE_PAIRED),
+    ]
+    for name in CURVES:
+        if not (folder / name / "results.json").exists():
+            continue
+        records = read_results(folder / name)
+        cells = [
+            paired(records, m, ref, (f"known pairs {s:g}", f"known pairs {t:g}"))
+            for _, (m, s), (ref, t) in CURVE_PAIRED
+        ]
+        out.append(f"| {records[0]['dataset']} | " + " | ".join(cells) + " |")
+    return out
 
 
 def curves(folder: Path) -> list[str]:

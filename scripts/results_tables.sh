@@ -30,6 +30,7 @@ curves=(
   "pairs-orl 1 --dataset orl --setting partial"
   "pairs-orl4 1 --dataset orl4 --setting partial"
   "pairs-prokaryotic 1 --dataset prokaryotic --setting partial --preprocess l2"
+  "pairs-3sources 1 --dataset 3sources --setting partial"
   "pairs-digits 1 --dataset digits --setting partial"
 )
 selected=("${tables[@]}")

@@ -21,6 +21,7 @@ from modalign.eval import (
     graph_best_view,
     graph_concat,
     graph_each_view,
+    graph_fused,
     head_clusters,
     hungarian_accuracy,
     kmeans_best_view,
@@ -171,7 +172,7 @@ def test_unaligned_setting() -> None:
     ],
 )
 def test_bad_inputs(views, k: int, message: str) -> None:
-    for baseline in (kmeans_concat, graph_concat, graph_best_view, graph_each_view):
+    for baseline in (kmeans_concat, graph_concat, graph_best_view, graph_each_view, graph_fused):
         with pytest.raises(ValueError, match=message):
             baseline(views, k, 0)
 
@@ -190,8 +191,11 @@ def test_evaluate_baselines_aligned_and_unaligned() -> None:
         "kmeans_best_view",
         "graph_best_view",
         "graph_each_view",
+        "graph_fused",
     }
     acc = {r["method"]: r["value"] for r in recs if r["metric"] == "accuracy"}
+    # No known pair: the graph fusion has nothing to fuse.
+    assert acc["graph_fused"] == acc["graph_each_view"]
     # Scored against the chosen view's own row labels, so unaligning costs nothing here.
     assert acc["kmeans_best_view"] > 0.95 and acc["graph_best_view"] > 0.95
     # Each view scored on its own rows and averaged: the informative view (1) and the noise

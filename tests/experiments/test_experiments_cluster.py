@@ -232,9 +232,25 @@ def test_structure_ablations_keep_their_zero_weight():
     assert method_config("otm", 3, caller) != method_config("otm-no-structure", 3, caller)
 
 
-def test_learned_methods_never_read_the_labels(tmp_path, digits400, monkeypatch):
-    """The clusters of the learned methods (structure term on) do not change when the labels
-    are permuted: labels reach only the scoring."""
+def test_fusion_ablation_shares_training_but_not_records():
+    from modalign.experiments.clustering import method_config, otm_config, training_config
+
+    assert otm_config("otm-code-fusion", 3, {"fusion": "graphs"}).fusion == "codes"
+    # The same training (a checkpoint of one serves the other), other predictions (records).
+    assert training_config("otm", 3, None) == training_config("otm-code-fusion", 3, None)
+    assert method_config("otm", 3, None) != method_config("otm-code-fusion", 3, None)
+    assert training_config("otm", 3, None) != training_config("otm-no-structure", 3, None)
+
+
+@pytest.mark.parametrize(
+    ("setting", "rate", "methods"),
+    [("unaligned", 1.0, ["otm", "mwae"]), ("partial", 0.5, ["otm", "graph-fused"])],
+)
+def test_learned_methods_never_read_the_labels(
+    tmp_path, digits400, monkeypatch, setting, rate, methods
+):
+    """The clusters of the learned methods (structure term on) and of the known-pair head do
+    not change when the labels are permuted: labels reach only the scoring."""
     import modalign.experiments.clustering as clustering
 
     path, labels = digits400
@@ -253,8 +269,9 @@ def test_learned_methods_never_read_the_labels(tmp_path, digits400, monkeypatch)
     for labelled["as"], data in (("true", path), ("shuffled", shuffled)):
         clustering.run_clustering(
             str(data),
-            setting="unaligned",
-            methods=["otm", "mwae"],
+            setting=setting,
+            rate=rate,
+            methods=methods,
             seeds=[0],
             config={"epochs": 2, "warmup_epochs": 1, "lambda_structure": 4.0},
         )

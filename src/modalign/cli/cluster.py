@@ -20,12 +20,15 @@ def cluster(
     methods: str | None = typer.Option(
         None,
         help="Comma-separated methods. Default per setting: aligned otm, otm-no-structure, "
-        "mwae, mwae-no-structure, majority, kmeans-concat, kmeans-best-view, spectral, "
-        "graph-concat, graph-best-view; unaligned the same learned methods, majority, "
-        "kmeans-best-view, graph-best-view, graph-each-view; partial otm, mwae, "
-        "kmeans-best-view, graph-each-view (graph-*: OTM's clustering head alone on the raw "
-        "views, no training; *-no-structure: without the structure term; otm-wb: OTM with the "
-        "Wasserstein barycenter, by name).",
+        "mwae, mwae-no-structure, otm-code-fusion, majority, kmeans-concat, kmeans-best-view, "
+        "spectral, graph-concat, graph-fused, graph-best-view; unaligned otm, "
+        "otm-no-structure, mwae, mwae-no-structure, majority, kmeans-best-view, "
+        "graph-best-view, graph-each-view; partial otm, otm-code-fusion, mwae, "
+        "kmeans-best-view, graph-each-view, graph-fused (graph-*: OTM's clustering head alone "
+        "on the raw views, no training; graph-fused: with OTM's graph fusion; "
+        "*-no-structure: without the structure term; otm-code-fusion: OTM predicting from "
+        "the codes side by side, or each view's own, instead of the fused graphs; otm-wb: OTM "
+        "with the Wasserstein barycenter, by name).",
     ),
     seeds: int = typer.Option(5, min=1, help="Seeds 0..N-1; tables show mean ± std."),
     out: Path = typer.Option(Path("runs/cluster"), help="Folder for results and checkpoints."),

@@ -18,7 +18,7 @@ from modalign.cli._errors import option_list, user_errors
 #: baselines and OTM's head alone on the raw views (graph-*), as in every table.
 DEMO_METHODS = {
     "aligned": "otm,mwae,majority,kmeans-concat,kmeans-best-view,spectral,graph-concat,"
-    "graph-best-view",
+    "graph-fused,graph-best-view",
     "unaligned": "otm,mwae,majority,kmeans-best-view,graph-best-view,graph-each-view",
 }
 

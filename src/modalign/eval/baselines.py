@@ -56,6 +56,7 @@ __all__ = [
     "graph_best_view",
     "graph_concat",
     "graph_each_view",
+    "graph_fused",
     "head_clusters",
     "kmeans_best_view",
     "kmeans_concat",
@@ -404,6 +405,44 @@ def graph_each_view(
     return [head_clusters(x, n_clusters, seed, head=head, content_order=not aligned) for x in xs]
 
 
+def graph_fused(
+    views: Sequence[ViewArray],
+    n_clusters: int,
+    seed: int = 0,
+    *,
+    aligned: bool = True,
+    head: OTMConfig | None = None,
+    known: np.ndarray | None = None,
+) -> list[np.ndarray]:
+    """OTM's head alone with its graph fusion on the raw views: what OTM's prediction with
+    ``fusion="graphs"`` (:meth:`~modalign.methods.OTM.assign_paired_clusters`) gets without
+    training. Every view's rows are clustered on that view's structure with the block between
+    known pairs averaged over the views. ``known`` (N,) bool marks the known pairs (rows at
+    the same position in every view); aligned, every row is one (graph averaging: the views
+    share one clustering); unaligned without it, none is (then it is :func:`graph_each_view`).
+
+    Returns:
+        Per view, the ``(N_v,)`` int64 cluster labels of its rows.
+    """
+    from modalign.methods.otm import OTM, OTMConfig
+
+    xs = _as_views(views, aligned=aligned)
+    if aligned:
+        known = np.ones(xs[0].shape[0], dtype=bool)
+    if known is None or not np.asarray(known).any():
+        return graph_each_view(xs, n_clusters, seed, aligned=aligned, head=head)
+    if len({x.shape[0] for x in xs}) > 1 or np.asarray(known).size != xs[0].shape[0]:
+        raise ValueError(
+            f"known pairs need views of equal row counts and one mask entry per row; got rows "
+            f"{[x.shape[0] for x in xs]}, mask of {np.asarray(known).size}"
+        )
+    k = _check_k(n_clusters, xs[0].shape[0])
+    cfg = OTMConfig(n_clusters=k) if head is None else head
+    points = [torch.from_numpy(x).to(cfg.device) for x in xs]
+    model = OTM(cfg, random_state=seed)
+    return model.assign_paired_clusters(points, torch.as_tensor(np.asarray(known, dtype=bool)))
+
+
 # ---------------------------------------------------------------------------------- protocol
 def _in_chosen_view(labels_and_view: tuple[np.ndarray, int]) -> Prediction:
     """``{view: labels}`` from a best-view baseline's ``(labels, view)``."""
@@ -411,27 +450,33 @@ def _in_chosen_view(labels_and_view: tuple[np.ndarray, int]) -> Prediction:
     return {view: labels}
 
 
-#: The baselines by name, each run as ``fn(views, n_clusters, seed, aligned, head)`` and
-#: returning its :data:`Prediction` (clusters per view; ``head`` is used by the graph ones).
+#: The baselines by name, each run as ``fn(views, n_clusters, seed, aligned, head, known)``
+#: and returning its :data:`Prediction` (clusters per view; ``head`` is used by the graph
+#: ones, ``known``, the known-pair mask or None, by :func:`graph_fused`).
 BASELINES: dict[str, Baseline] = {
-    "majority": lambda xs, k, seed, aligned, head: {0: majority(xs, k, seed, aligned=aligned)},
-    "kmeans_concat": lambda xs, k, seed, aligned, head: {
+    "majority": lambda xs, k, seed, aligned, head, known: {
+        0: majority(xs, k, seed, aligned=aligned)
+    },
+    "kmeans_concat": lambda xs, k, seed, aligned, head, known: {
         0: kmeans_concat(xs, k, seed, aligned=aligned)
     },
-    "kmeans_best_view": lambda xs, k, seed, aligned, head: _in_chosen_view(
+    "kmeans_best_view": lambda xs, k, seed, aligned, head, known: _in_chosen_view(
         kmeans_best_view(xs, k, seed, aligned=aligned)
     ),
-    "spectral_concat": lambda xs, k, seed, aligned, head: {
+    "spectral_concat": lambda xs, k, seed, aligned, head, known: {
         0: spectral_concat(xs, k, seed, aligned=aligned)
     },
-    "graph_concat": lambda xs, k, seed, aligned, head: {
+    "graph_concat": lambda xs, k, seed, aligned, head, known: {
         0: graph_concat(xs, k, seed, aligned=aligned, head=head)
     },
-    "graph_best_view": lambda xs, k, seed, aligned, head: _in_chosen_view(
+    "graph_best_view": lambda xs, k, seed, aligned, head, known: _in_chosen_view(
         graph_best_view(xs, k, seed, aligned=aligned, head=head)
     ),
-    "graph_each_view": lambda xs, k, seed, aligned, head: dict(
+    "graph_each_view": lambda xs, k, seed, aligned, head, known: dict(
         enumerate(graph_each_view(xs, k, seed, aligned=aligned, head=head))
+    ),
+    "graph_fused": lambda xs, k, seed, aligned, head, known: dict(
+        enumerate(graph_fused(xs, k, seed, aligned=aligned, head=head, known=known))
     ),
 }
 
@@ -447,14 +492,16 @@ def run_baseline(
     *,
     aligned: bool = True,
     head: OTMConfig | None = None,
+    known: np.ndarray | None = None,
 ) -> Prediction:
     """Run the baseline ``name`` (a key of :data:`BASELINES`) and return its clusters per view,
     ``{v: (N_v,) labels of view v's rows}``: view 0 for a clustering of aligned rows (and for
     :func:`majority`), the chosen view for the best-view baselines, every view for
-    :func:`graph_each_view`. ``head``: the OTM head settings of the graph baselines."""
+    :func:`graph_each_view` and :func:`graph_fused`. ``head``: the OTM head settings of
+    the graph baselines; ``known``: the known-pair mask of the partially aligned setting."""
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; choose among {sorted(BASELINES)}")
-    return BASELINES[name](views, n_clusters, seed, aligned, head)
+    return BASELINES[name](views, n_clusters, seed, aligned, head, known)
 
 
 def score_prediction(ds: MultiViewDataset, prediction: Prediction) -> dict[str, float]:
@@ -514,11 +561,13 @@ def evaluate_baselines(
             raise ValueError(f"unknown baselines {unknown}; choose among {sorted(BASELINES)}")
         names = list(methods)
     views = [x.detach().cpu().numpy() for x in ds.views]
+    # The known pairs of partially aligned data (graph_fused uses them; none if unaligned).
+    known = None if aligned or ds.paired is None else ds.paired.cpu().numpy()
     records: list[dict] = []
     for name in names:
         for seed in seeds:
             start = time.perf_counter()
-            prediction = run_baseline(name, views, k, seed, aligned=aligned, head=head)
+            prediction = run_baseline(name, views, k, seed, aligned=aligned, head=head, known=known)
             seconds = time.perf_counter() - start
             scores = score_prediction(ds, prediction)
             records += records_from_scores(dataset, setting, name, seed, scores, seconds)

@@ -51,13 +51,16 @@ from modalign.train import keyed_checkpoint
 
 #: Learned methods: name -> the :class:`~modalign.methods.OTMConfig` fields that define it
 #: (they win over the caller's overrides). ``*-no-structure``: the ablations of the
-#: structure term (``lambda_structure`` 0), whatever the caller sets.
+#: structure term (``lambda_structure`` 0), whatever the caller sets; ``otm-code-fusion``:
+#: of the graph fusion of OTM's prediction (``fusion="codes"``: aligned views' codes side by
+#: side, and each view's own codes when not aligned).
 LEARNED: dict[str, dict[str, Any]] = {
     "otm": {"mixer": "fgw"},
     "otm-wb": {"mixer": "wb"},
     "mwae": {"mixer": "none"},
     "otm-no-structure": {"mixer": "fgw", "lambda_structure": 0.0},
     "mwae-no-structure": {"mixer": "none", "lambda_structure": 0.0},
+    "otm-code-fusion": {"mixer": "fgw", "fusion": "codes"},
 }
 #: The learned methods of the default tables: OTM, its mixer ablation, and both without the
 #: structure term (every table shows what each component adds); OTM(WB) is run by name.
@@ -72,6 +75,9 @@ BASELINE_NAMES = {
     "graph-concat": "graph_concat",
     "graph-best-view": "graph_best_view",
     "graph-each-view": "graph_each_view",
+    # The head alone with the graph fusion of OTM's prediction (aligned: graph averaging;
+    # partially aligned: over the known pairs).
+    "graph-fused": "graph_fused",
 }
 METHODS = (*LEARNED, *BASELINE_NAMES)
 #: Methods that cluster through OTM's head (and so share its cluster-size setting).
@@ -81,20 +87,30 @@ HEAD_METHODS = (*LEARNED, *(m for m in BASELINE_NAMES if m.startswith("graph-"))
 #: left in place are known pairs that the learned methods may use.
 SETTINGS = ("aligned", "unaligned", "partial")
 #: Shares of known pairs of the known-pairs curve (DESIGN.md 2.1), and its default methods:
-#: OTM, its ablation without the mixer, the best single view and OTM's head alone on each
-#: view (the baselines need no pairs).
+#: OTM, its ablations without the graph fusion and without the mixer, the best single view,
+#: OTM's head alone on each view (no pairs needed) and OTM's head alone with the graph
+#: fusion over the known pairs on the raw views (what learning must beat at every share).
 KNOWN_PAIRS = (0.0, 0.1, 0.3, 0.5, 1.0)
-KNOWN_PAIRS_METHODS = ("otm", "mwae", "kmeans-best-view", "graph-each-view")
+KNOWN_PAIRS_METHODS = (
+    "otm",
+    "otm-code-fusion",
+    "mwae",
+    "kmeans-best-view",
+    "graph-each-view",
+    "graph-fused",
+)
 #: The default methods of ``modalign cluster`` per setting: every table shows the trivial
 #: baselines, the classical ones and OTM's head alone beside the learned methods.
 DEFAULT_METHODS = {
     "aligned": (
         *DEFAULT_LEARNED,
+        "otm-code-fusion",
         "majority",
         "kmeans-concat",
         "kmeans-best-view",
         "spectral",
         "graph-concat",
+        "graph-fused",
         "graph-best-view",
     ),
     "unaligned": (
@@ -159,6 +175,15 @@ def otm_config(method: str, n_clusters: int, config: Mapping[str, Any] | None) -
     """The :class:`~modalign.methods.OTMConfig` of a learned method: ``K``, the caller's
     overrides, and the fields that define the method (:data:`LEARNED`) over them."""
     return OTMConfig(n_clusters=n_clusters, **{**(config or {}), **LEARNED[method]})
+
+
+def training_config(
+    method: str, n_clusters: int, config: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """What a learned method's checkpoints depend on besides the data, setting and seed: its
+    config without the prediction-only fields
+    (:meth:`~modalign.methods.OTMConfig.training_settings`)."""
+    return plain_settings(otm_config(method, n_clusters, config).training_settings())
 
 
 def method_config(method: str, n_clusters: int, config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -311,7 +336,12 @@ def run_clustering(
                 ckpt = keyed_checkpoint(
                     out / "checkpoints",
                     f"{method}-{label.replace(' ', '-')}-{seed}",
-                    {**key, "label": label, "config": configs[method], "seed": seed},
+                    {
+                        **key,
+                        "label": label,
+                        "config": training_config(method, n_clusters, config),
+                        "seed": seed,
+                    },
                 )
             tasks.append(
                 dict(
@@ -407,7 +437,7 @@ def _run_one(
         model = OTM(otm_config(method, n_clusters, config), random_state=seed).fit(
             views, aligned=aligned, known_pairs=known, checkpoint=checkpoint, progress=progress_bars
         )
-        pred = model.predict(views, aligned=aligned)
+        pred = model.predict(views, aligned=aligned, known_pairs=known)
         if embed:  # the plot: fused codes, or view 0's codes if unaligned
             codes = (
                 model.fused_codes(views, aligned=True)[0] if aligned else model.transform(views)[0]
@@ -422,8 +452,9 @@ def _run_one(
         # Single-view clusterings come back keyed by their view and are scored on that
         # view's rows (the same protocol as eval.evaluate_baselines).
         head = head_config(n_clusters, config)
+        known = data.paired.cpu().numpy() if setting == "partial" else None
         prediction = run_baseline(
-            BASELINE_NAMES[method], views, n_clusters, seed, aligned=aligned, head=head
+            BASELINE_NAMES[method], views, n_clusters, seed, aligned=aligned, head=head, known=known
         )
     seconds = time.perf_counter() - start
     return {

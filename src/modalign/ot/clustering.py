@@ -3,6 +3,8 @@ or free cluster sizes)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from scipy.sparse import csr_matrix
@@ -145,8 +147,29 @@ def gw_cluster(
     return plan.argmax(1), plan, value
 
 
+def head_neighbors(n_rows: int, n_clusters: int, neighbors: int | None = None) -> int:
+    """The head's kNN-graph size: ``neighbors`` if given, else half the mean cluster size
+    ``n_rows / (2 K)`` and at least 5."""
+    return neighbors or max(5, round(n_rows / (2 * n_clusters)))
+
+
+def head_structure(
+    x: ArrayLike, n_clusters: int, *, structure: str = "graph", neighbors: int | None = None
+) -> torch.Tensor:
+    """The dense (N, N) structure the head matches for points x (N, d): the kNN-graph
+    dissimilarity ``1 - W`` (:func:`~modalign.ot.graph_structure`, :func:`head_neighbors`)
+    for ``"graph"``, the squared distances over their maximum for ``"sqeuclidean"``."""
+    x = as_tensor(x, "x")
+    check_finite(x, "x")
+    if structure == "graph":
+        return graph_structure(x, head_neighbors(len(x), n_clusters, neighbors))
+    if structure == "sqeuclidean":
+        return dense(sqeuclidean_lowrank(x, normalize=True))
+    raise ValueError(f"structure must be 'graph' or 'sqeuclidean', got {structure!r}")
+
+
 def graph_cluster(
-    x: ArrayLike,
+    x: ArrayLike | None,
     n_clusters: int,
     *,
     structure: str = "graph",
@@ -154,6 +177,7 @@ def graph_cluster(
     restarts: int = 6,
     sizes: str = "balanced",
     random_state: int = 0,
+    dissimilarity: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The clustering head of OTM and of its head-alone baselines: labels (N,) of points x (N, d).
 
@@ -164,18 +188,25 @@ def graph_cluster(
     form). ``sizes``: the cluster masses, ``"balanced"`` (equal), ``"estimated"`` (from each
     restart's start) or ``"free"`` (semi-relaxed GW), see :func:`gw_cluster`. No label is
     read anywhere: restarts are ranked by the GW objective.
+
+    ``dissimilarity`` (N, N): a structure of that kind computed elsewhere (e.g. the
+    known-pair fusion of :func:`pair_fused_structures`), matched instead of x's own; x is
+    then not used and may be None.
     """
-    x = as_tensor(x, "x")
-    check_finite(x, "x")
-    graph = emb = None
-    if structure == "graph":
-        k = neighbors or max(5, round(len(x) / (2 * n_clusters)))
-        graph = graph_structure(x, k)
-        emb = spectral_embedding(1 - graph, n_clusters)
-    elif structure != "sqeuclidean":
+    if structure not in ("graph", "sqeuclidean"):
         raise ValueError(f"structure must be 'graph' or 'sqeuclidean', got {structure!r}")
+    graph = emb = None
+    if dissimilarity is not None:
+        graph = dissimilarity
+    elif structure == "graph":
+        graph = head_structure(x, n_clusters, neighbors=neighbors)
+    else:
+        x = as_tensor(x, "x")
+        check_finite(x, "x")
+    if structure == "graph":
+        emb = spectral_embedding(1 - graph, n_clusters)
     labels, _, _ = gw_cluster(
-        x,
+        x if graph is None else None,
         n_clusters,
         structure=graph,
         embedding=emb,
@@ -184,6 +215,33 @@ def graph_cluster(
         random_state=random_state,
     )
     return labels
+
+
+def pair_fused_structures(
+    structures: Sequence[torch.Tensor], known: torch.Tensor
+) -> list[torch.Tensor]:
+    """Per view, its structure with the block between known pairs averaged over the views.
+
+    ``structures[m]`` (N, N): view m's dissimilarity (:func:`head_structure`), rows at the
+    same positions in every view; ``known`` (N,) bool: True where row i of every view is the
+    same sample (a known pair). Entry (i, j) with both rows known pairs becomes the mean over
+    views of ``structures[v][i, j]``; every other entry stays view m's own. The known pairs
+    thus bring every view's neighbourhoods among them, and the head carries them to the
+    view's other rows through its own edges. No known pair: the views' own structures; all
+    of them: the same mean structure for every view (graph averaging of aligned views).
+    """
+    if not structures:
+        raise ValueError("give at least one view's structure")
+    n = structures[0].shape[-1]
+    if any(s.shape != (n, n) for s in structures):
+        shapes = [tuple(s.shape) for s in structures]
+        raise ValueError(f"pair fusion needs (N, N) structures of one N, got {shapes}")
+    known = torch.as_tensor(known, dtype=torch.bool, device=structures[0].device).reshape(-1)
+    if known.numel() != n:
+        raise ValueError(f"known marks {known.numel()} rows, the structures have {n}")
+    block = known[:, None] & known[None, :]
+    mean = torch.stack(list(structures)).mean(0)
+    return [torch.where(block, mean, s) for s in structures]
 
 
 def gw_cluster_loss(
