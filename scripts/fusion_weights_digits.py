@@ -1,0 +1,92 @@
+"""Issue 15, graph fusion: equal view weights against weights learned without labels, on digits.
+
+OTM's aligned prediction averages the views' kNN structures with equal weights
+(``OTMConfig.fusion="graphs"``). This script compares that with the auto-weighted multi-graph
+weights of AMGL (Nie, Li and Li, IJCAI 2016): with ``S_v = D_v^-1/2 W_v D_v^-1/2``, iterate
+``F`` = the top-K eigenvectors of ``sum_v w_v S_v`` and ``w_v = 1 / (2 sqrt(K - tr(F^T S_v F)))``
+(normalised to sum 1), then cluster ``sum_v w_v (1 - W_v)`` with the same head. Both run on the
+codes of the digits aligned table's trained models (its checkpoints, seeds 0-4) and on the raw
+views; only digits, the development set, is read.
+
+    OMP_NUM_THREADS=1 MODALIGN_DATA=../shared/data \\
+        python scripts/fusion_weights_digits.py runs/results/digits-aligned
+
+Measured (1 December 2026, the checkpoints of docs/results.md's digits aligned table):
+
+    seed  codes: equal  AMGL   weights      raw views: equal  AMGL   weights
+    0            0.922  0.862  0.47 0.53               0.921  0.912  0.46 0.54
+    1            0.929  0.910  0.47 0.53               0.911  0.913  0.46 0.54
+    2            0.921  0.918  0.48 0.52               0.923  0.777  0.46 0.54
+    3            0.923  0.925  0.46 0.54               0.908  0.917  0.46 0.54
+    4            0.928  0.922  0.47 0.53               0.923  0.912  0.46 0.54
+
+The learned weights stay near equal, and the head lands in a worse partition on some seeds
+(codes seed 0 -0.060, raw seed 2 -0.146): equal weights stay the default.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from modalign.data import Preprocessor, load_dataset
+from modalign.eval.metrics import clustering_scores
+from modalign.methods import OTM, OTMConfig
+from modalign.methods.otm import canonical_order
+from modalign.ot.clustering import head_structure
+
+
+def amgl_weights(structures: list[torch.Tensor], k: int, iterations: int = 10) -> torch.Tensor:
+    """AMGL's view weights (V,) for dissimilarities ``1 - W_v`` (N, N), summing to 1."""
+    normalised = []
+    for s in structures:
+        w = 1 - s
+        d = w.sum(1).rsqrt()
+        normalised.append(d[:, None] * w * d[None, :])
+    weights = torch.full((len(structures),), 1 / len(structures), dtype=torch.float64)
+    for _ in range(iterations):
+        _, vectors = torch.linalg.eigh(sum(a * s for a, s in zip(weights, normalised)))
+        top = vectors[:, -k:]
+        spread = torch.stack([k - (top * (s @ top)).sum() for s in normalised]).clamp_min(1e-12)
+        weights = 1 / (2 * spread.sqrt())
+        weights = weights / weights.sum()
+    return weights
+
+
+def equal_and_weighted(model: OTM, points: list[torch.Tensor], labels: np.ndarray, k: int):
+    """Accuracy of the head on the equal-weight and on the AMGL-weighted fused structure."""
+    order = canonical_order(points[0])
+    structures = [head_structure(p[order], k) for p in points]
+    weights = amgl_weights(structures, k)
+    scores = []
+    for fused in (torch.stack(structures).mean(0), sum(a * s for a, s in zip(weights, structures))):
+        clusters = np.empty(len(labels), dtype=np.int64)
+        clusters[order.numpy()] = model.assign_clusters(None, dissimilarity=fused)
+        scores.append(clustering_scores(labels, clusters)["accuracy"])
+    return scores, weights.numpy()
+
+
+def main(folder: Path) -> None:
+    raw = load_dataset("digits")
+    views = list(Preprocessor("auto").fit(raw).transform(raw).views)
+    k, labels = int(raw.labels.max()) + 1, raw.labels.numpy()
+    print("seed  codes: equal  AMGL   weights      raw views: equal  AMGL   weights")
+    for seed in range(5):
+        checkpoint = next((folder / "checkpoints").glob(f"otm-aligned-{seed}-*.pt"))
+        model = OTM(OTMConfig(n_clusters=k), random_state=seed)
+        model.fit(views, aligned=True, checkpoint=checkpoint)  # loads the finished run
+        codes = [z.double() for z in model.transform(views)]
+        (c_eq, c_w), c_weights = equal_and_weighted(model, codes, labels, k)
+        (r_eq, r_w), r_weights = equal_and_weighted(model, [v.double() for v in views], labels, k)
+        print(
+            f"{seed:<4}         {c_eq:.3f}  {c_w:.3f}  {' '.join(f'{w:.2f}' for w in c_weights)}"
+            f"               {r_eq:.3f}  {r_w:.3f}  {' '.join(f'{w:.2f}' for w in r_weights)}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/results/digits-aligned"))
