@@ -173,3 +173,20 @@ def test_aligned_prediction_averages_the_views_graphs():
         model.config.fusion = "graphs"
     assert np.array_equal(side_by_side, model.assign_clusters(model.fused_codes(views)[0]))
     assert not np.array_equal(side_by_side, labels)
+
+
+@pytest.mark.parametrize("fusion", ["graphs", "codes"])
+def test_federated_server_clusters_aligned_codes_as_centralised_otm(fusion):
+    from modalign.federated import FederatedConfig
+    from modalign.federated.server import Coordinator
+
+    views = [v[:120] for v in load_digits_views().views]
+    cfg = OTMConfig(
+        n_clusters=10, latent_dim=8, epochs=2, warmup_epochs=1, cluster_restarts=2, fusion=fusion
+    )
+    model = OTM(cfg, random_state=4).fit(views, aligned=True)
+    codes = {m: z.numpy() for m, z in enumerate(model.transform(views))}
+    server = Coordinator(FederatedConfig(dataset="digits", otm=cfg, seed=4))
+    clusters = server.cluster(codes)
+    want = model.predict(views, aligned=True)
+    assert all(np.array_equal(clusters[m], want) for m in codes)

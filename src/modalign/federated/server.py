@@ -276,12 +276,13 @@ class Coordinator:
         return out
 
     def cluster(self, codes: Mapping[int, np.ndarray]) -> dict[int, np.ndarray]:
-        """Cluster labels per modality (slot order), with OTM's head and the run's seed."""
+        """Cluster labels per modality (slot order), with OTM's head and the run's seed: aligned,
+        one clustering of the agents' codes fused as centralised OTM fuses them
+        (:meth:`~modalign.methods.OTM.cluster_aligned`)."""
         head = OTM(self.config.otm, random_state=self.config.seed)
         mods = sorted(codes)
         if self.config.aligned:
-            fused = torch.cat([torch.from_numpy(codes[m]).double() for m in mods], dim=1)
-            labels = head.assign_clusters(fused)
+            labels = head.cluster_aligned([torch.from_numpy(codes[m]).double() for m in mods])
             return {m: labels for m in mods}
         return {m: head.assign_clusters(torch.from_numpy(codes[m]).double()) for m in mods}
 

@@ -492,15 +492,10 @@ class OTM(nn.Module):
         recover the correspondence (docs/results.md).
         """
         known = self._check_known_pairs(known_pairs, views, aligned)
-        graphs = self.config.fusion == "graphs"
-        if aligned and not graphs:
-            return self.assign_clusters(self.fused_codes(views, aligned=True)[0])
         codes = [z.double() for z in self.transform(views)]
         if aligned:
-            return self.assign_paired_clusters(codes, torch.ones(len(codes[0]), dtype=torch.bool))[
-                0
-            ]
-        if known is not None and graphs and bool(known.any()):
+            return self.cluster_aligned(codes)
+        if known is not None and self.config.fusion == "graphs" and bool(known.any()):
             return self.assign_paired_clusters(codes, known)
         labels = []
         for view, z in zip(views, codes):
@@ -510,6 +505,17 @@ class OTM(nn.Module):
             own[order] = self.assign_clusters(z[order])
             labels.append(own)
         return labels
+
+    @torch.no_grad()
+    def cluster_aligned(self, codes: Sequence[Tensor]):
+        """One (N,) numpy array of clusters shared by aligned views from their codes
+        ``codes[m]`` (N, d_m), as ``config.fusion`` says: the head on the mean of the views'
+        structures (``"graphs"``) or on the codes side by side (``"codes"``). Centralised
+        :meth:`predict` and the federated server both cluster through it."""
+        if self.config.fusion == "codes":
+            return self.assign_clusters(torch.cat(list(codes), dim=1))
+        every = torch.ones(len(codes[0]), dtype=torch.bool)
+        return self.assign_paired_clusters(codes, every)[0]
 
     @torch.no_grad()
     def assign_paired_clusters(self, points: Sequence[Tensor], known: Tensor) -> list:
