@@ -305,6 +305,18 @@ def kmeans_best_view(
 
 
 # ---------------------------------------------------------------------------------- the head alone
+def _head_model_config(head: OTMConfig | None, n_clusters: int, n_rows: int) -> OTMConfig:
+    """The head's OTMConfig for ``n_clusters`` clusters of ``n_rows`` rows (default
+    ``OTMConfig(n_clusters=K)``), checked against K."""
+    from modalign.methods.otm import OTMConfig
+
+    k = _check_k(n_clusters, n_rows)
+    cfg = OTMConfig(n_clusters=k) if head is None else head
+    if cfg.n_clusters != k:
+        raise ValueError(f"head.n_clusters={cfg.n_clusters} but n_clusters={k}; they must agree")
+    return cfg
+
+
 def head_clusters(
     x: ViewArray,
     n_clusters: int,
@@ -327,13 +339,10 @@ def head_clusters(
     # Imported here, not at module level: modalign.methods imports modalign.eval.supervised,
     # which runs this package's __init__; a top-level import would start methods' import from
     # inside its own.
-    from modalign.methods.otm import OTM, OTMConfig, canonical_order
+    from modalign.methods.otm import OTM, canonical_order
 
     arr = _as_views([x], aligned=True)[0]
-    k = _check_k(n_clusters, arr.shape[0])
-    cfg = OTMConfig(n_clusters=k) if head is None else head
-    if cfg.n_clusters != k:
-        raise ValueError(f"head.n_clusters={cfg.n_clusters} but n_clusters={k}; they must agree")
+    cfg = _head_model_config(head, n_clusters, arr.shape[0])
     points = torch.from_numpy(arr)
     model = OTM(cfg, random_state=seed)
     if not content_order:
@@ -424,7 +433,7 @@ def graph_fused(
     Returns:
         Per view, the ``(N_v,)`` int64 cluster labels of its rows.
     """
-    from modalign.methods.otm import OTM, OTMConfig
+    from modalign.methods.otm import OTM
 
     xs = _as_views(views, aligned=aligned)
     if aligned:
@@ -436,8 +445,7 @@ def graph_fused(
             f"known pairs need views of equal row counts and one mask entry per row; got rows "
             f"{[x.shape[0] for x in xs]}, mask of {np.asarray(known).size}"
         )
-    k = _check_k(n_clusters, xs[0].shape[0])
-    cfg = OTMConfig(n_clusters=k) if head is None else head
+    cfg = _head_model_config(head, n_clusters, xs[0].shape[0])
     points = [torch.from_numpy(x).to(cfg.device) for x in xs]
     model = OTM(cfg, random_state=seed)
     return model.assign_paired_clusters(points, torch.as_tensor(np.asarray(known, dtype=bool)))
