@@ -117,3 +117,22 @@ def test_structure_term_needs_no_correspondence():
 def test_negative_weights_are_refused():
     with pytest.raises(ValueError, match="lambda_structure must be >= 0"):
         OTMConfig(n_clusters=3, lambda_structure=-1)
+
+
+def test_distance_stress_keeps_a_given_reference():
+    """``reference`` replaces the inputs' distances: another matrix's pair distances give that
+    matrix's stress (scipy reference), and any positive rescaling of it changes nothing."""
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(12, 6, generator=g), torch.randn(12, 3, generator=g)
+    codes = torch.randn(12, 4, generator=g)
+    dy = torch.from_numpy(np.asarray(pdist(y.numpy()), dtype=np.float32))
+    dz = torch.from_numpy(np.asarray(pdist(codes.numpy()), dtype=np.float32))
+    want = ((dy / dy.mean() - dz / dz.mean()) ** 2).mean()
+    reference = torch.cdist(y, y)
+    torch.testing.assert_close(distance_stress(x, codes, reference=reference), want)
+    torch.testing.assert_close(
+        distance_stress(x, codes, reference=3.0 * reference), distance_stress(y, codes)
+    )
+    assert not torch.isclose(
+        distance_stress(x, codes, reference=reference), distance_stress(x, codes)
+    )

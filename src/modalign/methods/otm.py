@@ -408,8 +408,9 @@ class OTM(nn.Module):
             mixed: Sequence[Tensor | None] = [None] * len(codes)
             if mixes(cfg, epoch):
                 mixed, _ = ot_mix(codes, gen, mixer=cfg.mixer, alpha=cfg.alpha, n_known=n_known)
+            references = self._structure_references(batch, len(batch[0]) if aligned else n_known)
             terms = [
-                modality_loss(ae, x, z, prior[m, : len(z)], mixed[m], cfg, epoch)
+                modality_loss(ae, x, z, prior[m, : len(z)], mixed[m], cfg, epoch, references[m])
                 for m, (ae, x, z) in enumerate(zip(self.autoencoders, batch, codes))
             ]
             summed = {key: sum(t[key] for t in terms) for key in LOSS_TERMS}
@@ -430,6 +431,13 @@ class OTM(nn.Module):
             optimiser.step()
             add_loss_terms(totals, len(batches), summed)
         return totals
+
+    def _structure_references(self, batch: Sequence[Tensor], n_known: int) -> list[Tensor | None]:
+        """Per modality, what its structure term keeps on this batch, whose first ``n_known``
+        rows are the same samples in every modality: None, its own inputs' distances, which
+        an agent holding only that modality can compute. (scripts/otm15_pair_structure.py
+        tries fusing the known rows' distances across modalities here.)"""
+        return [None] * len(batch)
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -629,6 +637,7 @@ def modality_loss(
     mixed: Tensor | None,
     config: OTMConfig,
     epoch: int,
+    reference: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """OTM's loss terms of one modality on one batch, keyed by :data:`LOSS_TERMS`.
 
@@ -639,7 +648,8 @@ def modality_loss(
     ``loss = rec(g(codes), x) + lambda_mmd MMD(codes, prior) + lambda_mix rec(g(mixed), x)
     + lambda_cluster GW(codes) + lambda_structure stress(x, codes)``, the GW clustering term
     only after the warm-up (the structure term from the first epoch:
-    :func:`modalign.nn.distance_stress`).
+    :func:`modalign.nn.distance_stress`; with ``reference`` (B, B), of those dissimilarities
+    in place of the inputs' distances).
 
     Centralised OTM sums this over modalities; a federated agent computes its own modality's
     terms on the mixed codes the server sent it. Absent terms are zeros.
@@ -651,7 +661,9 @@ def modality_loss(
     cluster = zero
     if config.lambda_cluster > 0 and epoch >= config.warmup_epochs:
         cluster = gw_cluster_loss(codes, config.n_clusters, random_state=epoch)
-    structure = distance_stress(x, codes) if config.lambda_structure > 0 else zero
+    structure = (
+        distance_stress(x, codes, reference=reference) if config.lambda_structure > 0 else zero
+    )
     loss = (
         rec
         + config.lambda_mmd * mmd

@@ -36,7 +36,7 @@ def reconstruction_error(x_hat: Tensor, x: Tensor) -> Tensor:
     return ((x_hat - x) ** 2).sum(-1).mean()
 
 
-def distance_stress(x: Tensor, codes: Tensor) -> Tensor:
+def distance_stress(x: Tensor, codes: Tensor, *, reference: Tensor | None = None) -> Tensor:
     """Scale-free stress between the rows' distances in the input and in the code space.
 
     ``x`` (B, D) and ``codes`` (B, d) hold the same B rows. With ``D^x`` and ``D^z`` their
@@ -45,7 +45,8 @@ def distance_stress(x: Tensor, codes: Tensor) -> Tensor:
     isometry of the inputs on the batch, so it keeps each view's cluster structure (which rows
     are near which) without fixing the codes' scale, which the WAE prior sets. The input side
     is a constant (no gradient). A batch of fewer than two rows, or of identical inputs, has no
-    structure to keep and costs zero.
+    structure to keep and costs zero. ``reference`` (B, B): dissimilarities to keep in place of
+    the inputs' distances (e.g. fused across modalities), used the same way.
     """
     if x.shape[0] != codes.shape[0]:
         raise ValueError(f"x and codes must hold the same rows, got {len(x)} and {len(codes)}")
@@ -54,7 +55,7 @@ def distance_stress(x: Tensor, codes: Tensor) -> Tensor:
         return codes.sum() * 0.0
     i, j = torch.triu_indices(n, n, 1, device=codes.device)
     with torch.no_grad():
-        dx = torch.cdist(x, x)[i, j]
+        dx = (torch.cdist(x, x) if reference is None else reference.to(codes))[i, j]
         scale = dx.mean()
         # Identical inputs are masked out as a tensor, not tested in Python: no device sync
         # per batch on the training path (the division is exact whenever scale > 0).
