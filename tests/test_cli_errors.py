@@ -136,6 +136,7 @@ ROWS = [
         "--dataset {d}/good.npz --lambda-structure -1",
         "Invalid value for '--lambda-structure'",
     ),
+    _row("cluster", "--dataset {d}/good.npz --fusion mean", "fusion must be one of"),
     _row("cluster", "--dataset {d}/good.npz --device bogus", "device 'bogus' is not a torch"),
     _row("cluster", "--dataset {d}/good.npz --preprocess bogus", "unknown preprocessing"),
     # ---- represent

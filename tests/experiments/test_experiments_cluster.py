@@ -279,3 +279,22 @@ def test_learned_methods_never_read_the_labels(
     for a, b in zip(seen["true"], seen["shuffled"]):
         assert a.keys() == b.keys()
         assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_fusion_option_sets_how_every_learned_method_predicts(tmp_path, digits400):
+    """``config={"fusion": "codes"}`` (``--fusion codes``) makes OTM predict as its ablation
+    otm-code-fusion does; the default (graphs) differs from it."""
+    from modalign.experiments.clustering import run_clustering
+
+    data, _ = digits400
+
+    def accuracy(records):
+        return {r["method"]: r["value"] for r in records if r["metric"] == "accuracy"}
+
+    common = dict(methods=["otm", "otm-code-fusion"], seeds=[0])
+    codes = accuracy(
+        run_clustering(str(data), config={**epochs_config(2), "fusion": "codes"}, **common)
+    )
+    graphs = accuracy(run_clustering(str(data), config=epochs_config(2), **common))
+    assert codes["otm"] == codes["otm-code-fusion"] == graphs["otm-code-fusion"]
+    assert graphs["otm"] != graphs["otm-code-fusion"]

@@ -56,6 +56,13 @@ def cluster(
         "distances; OTMConfig.lambda_structure, default 4); the *-no-structure ablations "
         "ignore it.",
     ),
+    fusion: str | None = typer.Option(
+        None,
+        help="How the learned methods' views meet when they predict (OTMConfig.fusion): graphs "
+        "(default: their kNN graphs averaged over the rows known to be the same sample) or "
+        "codes (aligned codes side by side, otherwise each view's own); otm-code-fusion "
+        "always uses codes. Training does not depend on it: checkpoints are reused.",
+    ),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, mps ..."),
     progress_bars: bool = typer.Option(
         False, "--progress", help="Show per-epoch progress bars (with --jobs 1)."
@@ -99,6 +106,7 @@ def cluster(
                 "device": check_device(device),
                 **epochs_config(epochs),
                 **({} if lambda_structure is None else {"lambda_structure": lambda_structure}),
+                **({} if fusion is None else {"fusion": fusion}),
             },
             progress=None if as_json else typer.echo,
             run_bar=True,  # on stderr: --json's stdout stays plain JSON
