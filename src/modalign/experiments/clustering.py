@@ -432,8 +432,9 @@ def _run_one(
     views = list(data.views)
     start = time.perf_counter()
     embedding = diagnostic = None
+    # The known pairs of the partially aligned setting (learned methods and graph-fused use them).
+    known = data.paired.cpu() if setting == "partial" else None
     if method in LEARNED:
-        known = data.paired if setting == "partial" else None
         model = OTM(otm_config(method, n_clusters, config), random_state=seed).fit(
             views, aligned=aligned, known_pairs=known, checkpoint=checkpoint, progress=progress_bars
         )
@@ -452,9 +453,14 @@ def _run_one(
         # Single-view clusterings come back keyed by their view and are scored on that
         # view's rows (the same protocol as eval.evaluate_baselines).
         head = head_config(n_clusters, config)
-        known = data.paired.cpu().numpy() if setting == "partial" else None
         prediction = run_baseline(
-            BASELINE_NAMES[method], views, n_clusters, seed, aligned=aligned, head=head, known=known
+            BASELINE_NAMES[method],
+            views,
+            n_clusters,
+            seed,
+            aligned=aligned,
+            head=head,
+            known=None if known is None else known.numpy(),
         )
     seconds = time.perf_counter() - start
     return {

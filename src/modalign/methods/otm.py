@@ -541,10 +541,8 @@ class OTM(nn.Module):
         known = torch.as_tensor(known, dtype=torch.bool).cpu().reshape(-1)
         pairs = known.nonzero().reshape(-1)
         pairs = pairs[canonical_order(points[0][pairs.to(points[0].device)])]
-        orders = []
-        for x in points:
-            loose = (~known).nonzero().reshape(-1)
-            orders.append(torch.cat([pairs, loose[canonical_order(x[loose.to(x.device)])]]))
+        loose = (~known).nonzero().reshape(-1)
+        orders = [torch.cat([pairs, loose[canonical_order(x[loose.to(x.device)])]]) for x in points]
         in_order_known = torch.zeros_like(known)
         in_order_known[: len(pairs)] = True
         structures = [
@@ -558,7 +556,7 @@ class OTM(nn.Module):
         ]
         if bool(known.all()):  # one mean structure shared by every view: cluster it once
             shared = np.empty(len(pairs), dtype=np.int64)
-            mean = pair_fused_structures(structures, in_order_known)[0]
+            mean = torch.stack(structures).mean(0)
             shared[pairs.numpy()] = self.assign_clusters(None, dissimilarity=mean)
             return [shared.copy() for _ in points]
         labels = []

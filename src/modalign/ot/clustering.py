@@ -195,16 +195,11 @@ def graph_cluster(
     """
     if structure not in ("graph", "sqeuclidean"):
         raise ValueError(f"structure must be 'graph' or 'sqeuclidean', got {structure!r}")
-    graph = emb = None
-    if dissimilarity is not None:
-        graph = dissimilarity
-    elif structure == "graph":
+    graph = dissimilarity
+    if graph is None and structure == "graph":
         graph = head_structure(x, n_clusters, neighbors=neighbors)
-    else:
-        x = as_tensor(x, "x")
-        check_finite(x, "x")
-    if structure == "graph":
-        emb = spectral_embedding(1 - graph, n_clusters)
+    # Squared distances stay factored (gw_cluster builds them from x, low rank).
+    emb = spectral_embedding(1 - graph, n_clusters) if structure == "graph" else None
     labels, _, _ = gw_cluster(
         x if graph is None else None,
         n_clusters,
