@@ -240,6 +240,11 @@ def test_fusion_ablation_shares_training_but_not_records():
     assert training_config("otm", 3, None) == training_config("otm-code-fusion", 3, None)
     assert method_config("otm", 3, None) != method_config("otm-code-fusion", 3, None)
     assert training_config("otm", 3, None) != training_config("otm-no-structure", 3, None)
+    # The known pairs' restarts change every prediction with known pairs, the head alone's too.
+    few = {"pair_restarts": 2}
+    assert training_config("otm", 3, few) == training_config("otm", 3, None)
+    assert method_config("otm", 3, few) != method_config("otm", 3, None)
+    assert method_config("graph-fused", 3, few) != method_config("graph-fused", 3, None)
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,10 @@ RUNS = {"late": {}, "early": {}, "late-moddrop": {"modality_dropout": 0.3}}
 WORLD = 2
 # float32 sums re-associated (per shard, then over ranks) through a few Adam steps
 TOL = dict(rtol=1e-5, atol=1e-6)
+# Logits sit a whole network downstream of weights that agree to TOL, so their float32
+# rounding differences grow with the kernels of the CPU (4.7e-6 seen on an AMD EPYC); the
+# weights themselves are held to TOL.
+LOGIT_TOL = dict(rtol=1e-4, atol=2e-5)
 
 
 def make_data(n: int = 64, seed: int = 0):
@@ -228,7 +232,7 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(run, two_pro
         assert_same_weights(got["state"], one.state_dict(), cfg.width)
         twin = TransformerClassifier(cfg, 0).fit(views, y, masks, mask=present, stop_after=0)
         twin.load_state_dict(got["state"])
-        torch.testing.assert_close(twin.decision(views, masks, present), logits, **TOL)
+        torch.testing.assert_close(twin.decision(views, masks, present), logits, **LOGIT_TOL)
         # The same logged losses (the global batch's), validation and stopping epoch.
         assert len(got["history"]) == len(one.history)
         for h2, h1 in zip(got["history"], one.history):

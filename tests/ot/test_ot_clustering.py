@@ -179,3 +179,45 @@ def test_lanczos_embeddings_match_the_full_eigendecomposition(monkeypatch):
     scores = PCA(3).fit_transform(x)
     scale = float(sq_distances(torch.tensor(x)).max())
     np.testing.assert_allclose(_gram(lanczos[1]), scores @ scores.T / scale, atol=1e-8)
+
+
+@pytest.mark.parametrize("alpha", [0.1, 0.5, 0.9])
+def test_label_spreading_matches_scikit_learn(dtype, device, alpha):
+    """Label spreading on a kNN graph against scikit-learn's ``LabelSpreading`` iterated to
+    convergence on the same affinity (a callable kernel): the unseeded rows take the same
+    labels, and the seeds keep theirs (scikit-learn's may move; ours are clamped)."""
+    from sklearn.semi_supervised import LabelSpreading
+
+    x, y = make_blobs(n_samples=90, centers=3, cluster_std=2.5, random_state=4)
+    affinity = 1 - graph_structure(torch.from_numpy(x), 6)
+    seeds = np.random.default_rng(0).permutation(90)[:15]
+    seed_labels = (y[seeds] + 1) % 3  # any labels: spreading is told, not scored
+    ours = clustering.spread_labels(
+        affinity.to(dtype=dtype, device=device),
+        torch.from_numpy(seeds),
+        torch.from_numpy(seed_labels),
+        3,
+        alpha=alpha,
+    ).cpu()
+    w = affinity.numpy()
+    partial = np.full(90, -1)
+    partial[seeds] = seed_labels
+    reference = LabelSpreading(kernel=lambda a, b: w, alpha=alpha, max_iter=100_000, tol=1e-13)
+    reference.fit(np.arange(90, dtype=float)[:, None], partial)
+    loose = np.setdiff1d(np.arange(90), seeds)
+    assert np.array_equal(ours.numpy()[loose], reference.transduction_[loose])
+    assert np.array_equal(ours.numpy()[seeds], seed_labels)
+    assert ours.dtype == torch.long
+
+
+def test_label_spreading_rejects_bad_input():
+    affinity = torch.rand(6, 6, dtype=torch.float64)
+    seeds = torch.tensor([0, 3])
+    with pytest.raises(ValueError, match="square"):
+        clustering.spread_labels(affinity[:, :4], seeds, torch.tensor([0, 1]), 2)
+    with pytest.raises(ValueError, match="alpha"):
+        clustering.spread_labels(affinity, seeds, torch.tensor([0, 1]), 2, alpha=1.0)
+    with pytest.raises(ValueError, match="2 seeds but 3"):
+        clustering.spread_labels(affinity, seeds, torch.tensor([0, 1, 1]), 2)
+    with pytest.raises(ValueError, match=r"\[0, 2\)"):
+        clustering.spread_labels(affinity, seeds, torch.tensor([0, 2]), 2)

@@ -425,10 +425,11 @@ def graph_fused(
 ) -> list[np.ndarray]:
     """OTM's head alone with its graph fusion on the raw views: what OTM's prediction with
     ``fusion="graphs"`` (:meth:`~modalign.methods.OTM.assign_paired_clusters`) gets without
-    training. Every view's rows are clustered on that view's structure with the block between
-    known pairs averaged over the views. ``known`` (N,) bool marks the known pairs (rows at
-    the same position in every view); aligned, every row is one (graph averaging: the views
-    share one clustering); unaligned without it, none is (then it is :func:`graph_each_view`).
+    training. The known pairs are clustered once on the mean of the views' structures, and
+    each view's other rows take their clusters by label spreading on its own graph. ``known``
+    (N,) bool marks the known pairs (rows at the same position in every view); aligned, every
+    row is one (graph averaging: the views share one clustering); unaligned without it, none
+    is (then it is :func:`graph_each_view`).
 
     Returns:
         Per view, the ``(N_v,)`` int64 cluster labels of its rows.

@@ -195,7 +195,11 @@ def method_config(method: str, n_clusters: int, config: Mapping[str, Any] | None
         return plain_settings(asdict(otm_config(method, n_clusters, config)))
     if method in HEAD_METHODS:  # a graph baseline: OTM's head settings (and where it ran)
         head = asdict(head_config(n_clusters, config))
-        used = {k: v for k, v in head.items() if k.startswith("cluster_") or k == "device"}
+        used = {
+            k: v
+            for k, v in head.items()
+            if k.startswith("cluster_") or k in ("pair_restarts", "device")
+        }
         return plain_settings({"n_clusters": n_clusters, **used})
     return {"n_clusters": n_clusters}
 
