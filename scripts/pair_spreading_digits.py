@@ -16,39 +16,46 @@ It also prints the accuracy of the known rows' clusters alone (the seeds).
     OMP_NUM_THREADS=1 MODALIGN_DATA=../shared/data \\
         python scripts/pair_spreading_digits.py runs/results/pairs-digits 0.5
 
-Measured (1 December 2026, seeds 0-4, the models of the digits curve trained this round;
-per-view accuracy, mean ± std and per seed):
+Measured (2 December 2026, seeds 0-4, the checkpoints of the digits curve in docs/results.md;
+per-view accuracy, mean ± std, then per seed; "seeds" scores the known rows' clusters alone;
+alpha 0.1-0.7 were within 0.006 of each other at both shares, so only 0.1, 0.5 and 0.99 are
+shown; about 30 minutes per share on one core):
 
-    share 0.5  block            0.762 ± 0.038  0.776 0.761 0.819 0.732 0.724
+    share 0.5  block            0.751 ± 0.021  0.783 0.728 0.754 0.735 0.754
                seeds r6         0.878 ± 0.062  0.793 0.934 0.833 0.911 0.920
                seeds r24        0.913 ± 0.015  0.902 0.934 0.898 0.910 0.920
                seeds r64        0.909 ± 0.021  0.900 0.934 0.879 0.910 0.920
-               spread r6 a0.99  0.817 ± 0.051  0.756 0.858 0.769 0.842 0.863
-               spread r64 a0.99 0.846 ± 0.019  0.856 0.858 0.816 0.839 0.863
-               spread r64 a0.9  0.868 ± 0.019  0.870 0.887 0.838 0.865 0.882
+               spread r6 a0.5   0.848 ± 0.057  0.773 0.897 0.801 0.878 0.890
+               spread r24 a0.5  0.882 ± 0.012  0.877 0.897 0.873 0.871 0.890
+               spread r64 a0.1  0.881 ± 0.016  0.877 0.900 0.857 0.880 0.891
                spread r64 a0.5  0.878 ± 0.018  0.875 0.897 0.851 0.873 0.890
-               spread r64 a0.1  0.877 (0.877 0.900 ...; 0.1-0.7 within 0.003)
-    share 0.3  block            0.726 ± 0.038  0.777 0.751 0.719 0.693 0.689
+               spread r64 a0.99 0.846 ± 0.019  0.856 0.858 0.816 0.839 0.863
+               OTM.predict      0.875 ± 0.014  0.872 0.899 0.866 0.865 0.871
+    share 0.3  block            0.736 ± 0.025  0.768 0.731 0.698 0.738 0.743
                seeds r6         0.752 ± 0.097  0.883 0.772 0.631 0.787 0.686
                seeds r24        0.807 ± 0.063  0.883 0.861 0.772 0.787 0.733
                seeds r64        0.825 ± 0.053  0.881 0.848 0.852 0.794 0.750
-               spread r6 a0.99  0.710 ± 0.076  0.812 0.720 0.608 0.738 0.675
-               spread r64 a0.99 0.761 ± 0.032  0.806 0.765 0.772 0.741 0.721
+               spread r6 a0.5   0.731 ± 0.091  0.858 0.744 0.622 0.760 0.670
+               spread r24 a0.5  0.781 ± 0.057  0.858 0.819 0.753 0.760 0.714
+               spread r64 a0.1  0.796 ± 0.050  0.854 0.812 0.824 0.762 0.729
                spread r64 a0.5  0.795 ± 0.050  0.853 0.810 0.825 0.760 0.730
-               spread r64 a0.1  0.796 ± 0.050 (0.1-0.7 within 0.002)
+               spread r64 a0.99 0.761 ± 0.032  0.806 0.765 0.772 0.741 0.721
+               OTM.predict      0.791 ± 0.052  0.853 0.837 0.769 0.765 0.729
 
-What it says. The block fusion hardly lifts the known rows above the loose ones (share 0.5:
-0.776 against 0.749): in each view's graph the loose rows outnumber or match the known ones
-and hold them to the view's own partition. Clustered alone on their mean graph, the known
-rows score 0.91 at share 0.5, if the head finds the good partition: with its usual 6
-restarts it missed it on seeds 0 and 2 (0.79, 0.83), with 24 or 64 it found it on every seed
-(64 chosen: at share 0.3, 600 rows, it still gained). Spreading then carries the known rows'
-clusters to each view's loose rows about as well as the block fusion clustered them (the
-loose rows gain little); the gain is the known rows'. A lower alpha (trusting the seeds more
-than the graph) scores higher than Zhou et al.'s 0.99, flat from 0.1 to 0.7; 0.5 is taken.
-The previous round's comparison (with 6 restarts and alpha 0.99) lost at share 0.3 for the
-first reason. Carrying graphs through the anchor-profile couplings lost at both shares in
-that round: the couplings put 0.37-0.42 of their mass on same-class pairs (chance 0.10).
+(OTM.predict is r64 a0.5 on the model's own codes in its own row order, where the head's
+restarts land on slightly different partitions of the known rows than here.)
+
+What it says. The block fusion hardly lifts the known rows above the loose ones: in each
+view's graph the loose rows outnumber or match the known ones and hold them to the view's
+own partition. Clustered alone on their mean graph, the known rows score 0.91 at share 0.5
+if the head finds the good partition: with its usual 6 restarts it missed it on seeds 0 and
+2, with 24 or 64 it found it on every seed. At share 0.3 (600 known rows) 64 restarts still
+gained over 24 (0.825 against 0.807), so 64 is taken. Spreading then carries the known rows'
+clusters to each view's loose rows; the gain over the block fusion, +0.13 at share 0.5 and
++0.06 at 0.3, every seed at 0.5 and 4 of 5 at 0.3, is mostly the known rows'. A lower alpha
+(trusting the seeds more than the graph) scores higher than Zhou et al.'s 0.99 by 0.03;
+0.1 to 0.7 are level, and 0.5 is taken. The second round's comparison (6 restarts, alpha
+0.99) lost at share 0.3 for both reasons.
 """
 
 from __future__ import annotations
