@@ -194,8 +194,8 @@ def graph_cluster(
     restart's start) or ``"free"`` (semi-relaxed GW), see :func:`gw_cluster`. No label is
     read anywhere: restarts are ranked by the GW objective.
 
-    ``dissimilarity`` (N, N): a structure of that kind computed elsewhere (e.g. the
-    known-pair fusion of :func:`pair_fused_structures`), matched instead of x's own; x is
+    ``dissimilarity`` (N, N): a structure of that kind computed elsewhere (e.g. the mean of
+    several views' structures over their known pairs), matched instead of x's own; x is
     then not used and may be None.
     """
     if structure not in ("graph", "sqeuclidean"):
