@@ -67,6 +67,7 @@ import numpy as np
 import torch
 
 from modalign.data import Preprocessor, load_dataset, unalign
+from modalign.eval.baselines import score_prediction
 from modalign.eval.metrics import clustering_scores
 from modalign.methods import OTM, OTMConfig
 from modalign.ot.clustering import head_structure, pair_fused_structures, spread_labels
@@ -109,17 +110,14 @@ def main(folder: Path, share: float, seeds: int = 5) -> None:
         checkpoint = next((folder / "checkpoints").glob(f"otm-known-pairs-{share:g}-{seed}-*.pt"))
         model.fit(views, aligned=False, known_pairs=known, checkpoint=checkpoint)  # loads it
         codes = [z.double() for z in model.transform(views)]
-        rows = [data.row_labels(v).numpy() for v in range(len(views))]
 
-        def accuracy(labels, rows=rows) -> float:
-            return float(
-                np.mean([clustering_scores(y, c)["accuracy"] for y, c in zip(rows, labels)])
-            )
+        def accuracy(labels: list, data=data) -> float:
+            return score_prediction(data, dict(enumerate(labels)))["accuracy"]
 
         scores = {"block": accuracy(block(model, codes, known, k))}
         spreads, seed_clusters, pairs = spread_variants(model, codes, known, k)
         for restarts, clusters in seed_clusters.items():
-            y = rows[0][pairs.numpy()]
+            y = data.row_labels(0).numpy()[pairs.numpy()]
             scores[f"seeds r{restarts}"] = clustering_scores(y, clusters)["accuracy"]
         for (restarts, alpha), clusters in spreads.items():
             scores[f"spread r{restarts} a{alpha:g}"] = accuracy(clusters)

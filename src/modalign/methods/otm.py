@@ -564,14 +564,13 @@ class OTM(nn.Module):
         if every:
             return [shared.copy() for _ in points]
         loose = (~known).nonzero().reshape(-1)
+        # Every view's order starts with the known pairs, so they are its first rows.
+        seeds, seed_labels = torch.arange(len(pairs)), torch.from_numpy(shared[pairs.numpy()])
         labels = []
         for x in points:
             order = torch.cat([pairs, loose[canonical_order(x[loose.to(x.device)])]])
             affinity = 1 - self._structure(x[order.to(x.device)])
-            seeds = torch.arange(len(pairs))
-            spread = spread_labels(
-                affinity, seeds, torch.from_numpy(shared[pairs.numpy()]), cfg.n_clusters
-            )
+            spread = spread_labels(affinity, seeds, seed_labels, cfg.n_clusters)
             own = np.empty(len(order), dtype=np.int64)
             own[order.numpy()] = spread.cpu().numpy()
             labels.append(own)
@@ -602,7 +601,7 @@ class OTM(nn.Module):
             cfg.n_clusters,
             structure=cfg.cluster_structure,
             neighbors=cfg.cluster_neighbors,
-            restarts=restarts or cfg.cluster_restarts,
+            restarts=cfg.cluster_restarts if restarts is None else restarts,
             sizes=cfg.cluster_sizes,
             random_state=self.random_state,
             dissimilarity=dissimilarity,
