@@ -98,17 +98,35 @@ def spread_variants(model: OTM, points: list[torch.Tensor], known: torch.Tensor,
     return out, seeds, pairs
 
 
-def main(folder: Path, share: float, seeds: int = 5) -> None:
+def curve_models(folder: Path, share: float, seeds: int):
+    """Per seed, ``(seed, data, model)``: the digits curve's unaligned data at ``share`` and its
+    trained OTM, loaded from the curve's checkpoints in ``folder``."""
     raw = load_dataset("digits")
     ds = Preprocessor("auto").fit(raw).transform(raw)
     k = int(raw.labels.max()) + 1
-    table: dict[str, list[float]] = {}
     for seed in range(seeds):
         data = unalign(ds, 1 - share, seed=seed)
-        views, known = list(data.views), data.paired.cpu()
         model = OTM(OTMConfig(n_clusters=k), random_state=seed)
         checkpoint = next((folder / "checkpoints").glob(f"otm-known-pairs-{share:g}-{seed}-*.pt"))
-        model.fit(views, aligned=False, known_pairs=known, checkpoint=checkpoint)  # loads it
+        known = data.paired.cpu()
+        model.fit(list(data.views), aligned=False, known_pairs=known, checkpoint=checkpoint)
+        yield seed, data, model
+
+
+def print_table(table: dict[str, list[float]], width: int = 22) -> None:
+    """One line per variant: mean ± std over seeds, then each seed's figure."""
+    for name, values in table.items():
+        v = np.array(values)
+        spread = v.std(ddof=1) if len(v) > 1 else 0.0
+        each = " ".join(f"{x:.3f}" for x in v)
+        print(f"  {name:{width}s} {v.mean():.3f} ± {spread:.3f}  {each}")
+
+
+def main(folder: Path, share: float, seeds: int = 5) -> None:
+    table: dict[str, list[float]] = {}
+    for seed, data, model in curve_models(folder, share, seeds):
+        k = model.config.n_clusters
+        views, known = list(data.views), data.paired.cpu()
         codes = [z.double() for z in model.transform(views)]
 
         def accuracy(labels: list, data=data) -> float:
@@ -126,10 +144,7 @@ def main(folder: Path, share: float, seeds: int = 5) -> None:
         for name, value in scores.items():
             table.setdefault(name, []).append(value)
         print(f"seed {seed} share {share:g} done", flush=True)
-    for name, values in table.items():
-        v = np.array(values)
-        spread = v.std(ddof=1) if len(v) > 1 else 0.0
-        print(f"  {name:22s} {v.mean():.3f} ± {spread:.3f}  " + " ".join(f"{x:.3f}" for x in v))
+    print_table(table)
 
 
 if __name__ == "__main__":

@@ -3,27 +3,31 @@ known pairs carry nothing new, on synthetic data (no real dataset's labels are r
 
 Two identical views (as ORL's, one view duplicated) of K Gaussian blobs of n rows each in 20
 dimensions; half the rows are known pairs, drawn at random. OTM's head alone on each view
-(``graph_each_view``) is set beside its partially aligned prediction on the raw views
-(``graph_fused``: the known rows clustered on their mean graph with clusters of equal size,
-then label spreading). The known pairs add nothing here, so any difference is the cost of
-clustering a random half of the rows. Two likely reasons, not separated here: with few rows
-per cluster a random half holds very unequal numbers of each cluster, which the head's equal
-cluster sizes cannot follow, and each known row has fewer same-cluster neighbours in the kNN
-graph of the half.
+(``graph_each_view``) is set beside its partially aligned predictions on the raw views
+(``graph_fused``): the default, the known rows clustered on their mean graph with clusters of
+equal size, then label spreading (``pair_fusion="spread"``), and every row clustered at once
+on one graph joined through the known pairs (``pair_fusion="joined"``). The known pairs add
+nothing here, so any loss against each view alone is the cost of how they are used. Two likely
+reasons for spreading's, not separated here: with few rows per cluster a random half holds
+very unequal numbers of each cluster, which the head's equal cluster sizes cannot follow, and
+each known row has fewer same-cluster neighbours in the kNN graph of the half. The joined
+graph keeps every cluster whole.
 
-    OMP_NUM_THREADS=1 python scripts/pair_subset_synthetic.py      # about a minute
+    OMP_NUM_THREADS=1 python scripts/pair_subset_synthetic.py      # about two minutes
 
 Measured (2 December 2026; per-view Hungarian accuracy, seeds 0-2):
 
-    K 40, n 10    each view 0.890 0.840 0.925   known rows, then spreading 0.790 0.797 0.823
-                  (known rows per cluster 1-8, 2-8, 3-8)
-    K 10, n 100   each view 0.998 0.995 0.994   known rows, then spreading 0.976 0.970 0.983
-                  (known rows per cluster 42-58, 45-62, 41-56)
+    K 40, n 10    each view 0.890 0.840 0.925   spreading 0.790 0.797 0.823
+                  joined 0.923 0.876 0.917      (known rows per cluster 1-8, 2-8, 3-8)
+    K 10, n 100   each view 0.998 0.995 0.994   spreading 0.976 0.970 0.983
+                  joined 0.987 0.982 0.988      (known rows per cluster 42-58, 45-62, 41-56)
 
-What it says: the cost is 0.04-0.10 with 40 clusters of 10 rows and 0.01-0.03 with 10 of
-100. ORL (40 people, 10 images each, two copies of one view) lost 0.09 at share 0.5 with
-this prediction (docs/results.md); digits (10 classes, 200 rows each, two different views)
-gained, because there the known pairs do carry the other view's neighbourhoods.
+What it says: spreading costs 0.04-0.10 with 40 clusters of 10 rows and 0.01-0.03 with 10 of
+100; the joined graph costs nothing with small clusters (it is above each view alone on two
+seeds of three) and 0.006-0.013 with large ones. ORL (40 people, 10 images each, two copies of
+one view) lost 0.09 at share 0.5 with spreading (docs/results.md); digits (10 classes, 200 rows
+each, two different views) gained, because there the known pairs do carry the other view's
+neighbourhoods.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import torch
 
 from modalign.eval.baselines import graph_each_view, graph_fused
 from modalign.eval.metrics import clustering_scores
+from modalign.methods import OTMConfig
 
 SHARE = 0.5
 DIM = 20
@@ -55,10 +60,14 @@ def main(seeds: int = 3) -> None:
             known = rng.random(k * n) < SHARE
             alone = graph_each_view(views, k, seed)
             spread = graph_fused(views, k, seed, aligned=False, known=known)
+            joined = graph_fused(
+                views, k, seed, aligned=False, known=known, head=OTMConfig(k, pair_fusion="joined")
+            )
             counts = np.bincount(labels[known], minlength=k)
             print(
                 f"K {k} n {n} seed {seed}: each view {per_view_accuracy(labels, alone):.3f}, "
-                f"known rows then spreading {per_view_accuracy(labels, spread):.3f} "
+                f"known rows then spreading {per_view_accuracy(labels, spread):.3f}, "
+                f"joined graph {per_view_accuracy(labels, joined):.3f} "
                 f"(known rows per cluster {counts.min()}-{counts.max()})",
                 flush=True,
             )

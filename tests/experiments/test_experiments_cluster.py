@@ -245,6 +245,11 @@ def test_fusion_ablation_shares_training_but_not_records():
     assert training_config("otm", 3, few) == training_config("otm", 3, None)
     assert method_config("otm", 3, few) != method_config("otm", 3, None)
     assert method_config("graph-fused", 3, few) != method_config("graph-fused", 3, None)
+    # So does how the known pairs reach the other rows.
+    assert training_config("otm", 3, None) == training_config("otm-joined", 3, None)
+    assert method_config("otm", 3, None) != method_config("otm-joined", 3, None)
+    joined = {"pair_fusion": "joined"}
+    assert method_config("graph-fused", 3, joined) != method_config("graph-fused", 3, None)
 
 
 @pytest.mark.parametrize(

@@ -221,3 +221,41 @@ def test_label_spreading_rejects_bad_input():
         clustering.spread_labels(affinity, seeds, torch.tensor([0, 1, 1]), 2)
     with pytest.raises(ValueError, match=r"\[0, 2\)"):
         clustering.spread_labels(affinity, seeds, torch.tensor([0, 2]), 2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_joined_structure_against_a_loop_reference(dtype, device):
+    """Per node pair of the joined graph: the mean over the views that hold both nodes of
+    their weights, and no edge (dissimilarity 1) between rows of different views that are
+    not known pairs. Views may hold different numbers of other rows."""
+    g = torch.Generator().manual_seed(0)
+    sizes, n_known = (6, 4, 7), 3
+    affinities = []
+    for n in sizes:
+        w = torch.rand(n, n, generator=g, dtype=dtype)
+        affinities.append(((w + w.T) / 2).to(device))
+    joined, index = clustering.joined_structure(affinities, n_known)
+    assert joined.device.type == device.type
+    joined, index = joined.cpu(), [rows.cpu() for rows in index]
+    affinities = [w.cpu() for w in affinities]
+    total = n_known + sum(n - n_known for n in sizes)
+    assert joined.shape == (total, total) and joined.dtype == dtype
+    holders = {}  # node -> [(view, row)]
+    for m, rows in enumerate(index):
+        assert rows.shape == (sizes[m],) and torch.equal(rows[:n_known], torch.arange(n_known))
+        for r, node in enumerate(rows.tolist()):
+            holders.setdefault(node, []).append((m, r))
+    assert sorted(holders) == list(range(total))
+    for a in range(total):
+        for b in range(total):
+            weights = [
+                affinities[m][r, s] for m, r in holders[a] for m2, s in holders[b] if m == m2
+            ]
+            want = 1 - (sum(weights) / len(weights) if weights else 0.0)
+            assert float(joined[a, b]) == pytest.approx(float(want), abs=1e-6)
+    with pytest.raises(ValueError, match="view 1: affinity must be square"):
+        clustering.joined_structure([affinities[0], affinities[1][:, :3]], n_known)
+    with pytest.raises(ValueError, match="at least 5 rows"):
+        clustering.joined_structure(affinities, 5)
+    with pytest.raises(ValueError, match="at least one view"):
+        clustering.joined_structure([], 0)

@@ -27,8 +27,8 @@ def cluster(
         "kmeans-best-view, graph-each-view, graph-fused (graph-*: OTM's clustering head alone "
         "on the raw views, no training; graph-fused: with OTM's graph fusion; "
         "*-no-structure: without the structure term; otm-code-fusion: OTM predicting from "
-        "the codes side by side, or each view's own, instead of the fused graphs; otm-wb: OTM "
-        "with the Wasserstein barycenter, by name).",
+        "the codes side by side, or each view's own, instead of the fused graphs; otm-joined: "
+        "OTM with pair_fusion joined; otm-wb: OTM with the Wasserstein barycenter, by name).",
     ),
     seeds: int = typer.Option(5, min=1, help="Seeds 0..N-1; tables show mean ± std."),
     out: Path = typer.Option(Path("runs/cluster"), help="Folder for results and checkpoints."),
@@ -62,6 +62,14 @@ def cluster(
         "(default: their kNN graphs averaged over the rows known to be the same sample) or "
         "codes (aligned codes side by side, otherwise each view's own); otm-code-fusion "
         "always uses codes. Training does not depend on it: checkpoints are reused.",
+    ),
+    pair_fusion: str | None = typer.Option(
+        None,
+        help="Partial: how the known pairs reach the other rows (OTMConfig.pair_fusion), "
+        "spread (default: the known pairs clustered alone, then label spreading on each "
+        "view's graph) or joined (every row clustered at once on one graph joined through the "
+        "known pairs); otm-joined always uses joined. Prediction only; the graph-fused "
+        "baseline follows it.",
     ),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, mps ..."),
     progress_bars: bool = typer.Option(
@@ -107,6 +115,7 @@ def cluster(
                 **epochs_config(epochs),
                 **({} if lambda_structure is None else {"lambda_structure": lambda_structure}),
                 **({} if fusion is None else {"fusion": fusion}),
+                **({} if pair_fusion is None else {"pair_fusion": pair_fusion}),
             },
             progress=None if as_json else typer.echo,
             run_bar=True,  # on stderr: --json's stdout stays plain JSON

@@ -53,7 +53,9 @@ from modalign.train import keyed_checkpoint
 #: (they win over the caller's overrides). ``*-no-structure``: the ablations of the
 #: structure term (``lambda_structure`` 0), whatever the caller sets; ``otm-code-fusion``:
 #: of the graph fusion of OTM's prediction (``fusion="codes"``: aligned views' codes side by
-#: side, and each view's own codes when not aligned).
+#: side, and each view's own codes when not aligned); ``otm-joined``: OTM whose partially
+#: aligned prediction clusters every row on one graph joined through the known pairs
+#: (``pair_fusion="joined"``, against the default's label spreading).
 LEARNED: dict[str, dict[str, Any]] = {
     "otm": {"mixer": "fgw"},
     "otm-wb": {"mixer": "wb"},
@@ -61,6 +63,7 @@ LEARNED: dict[str, dict[str, Any]] = {
     "otm-no-structure": {"mixer": "fgw", "lambda_structure": 0.0},
     "mwae-no-structure": {"mixer": "none", "lambda_structure": 0.0},
     "otm-code-fusion": {"mixer": "fgw", "fusion": "codes"},
+    "otm-joined": {"mixer": "fgw", "pair_fusion": "joined"},
 }
 #: The learned methods of the default tables: OTM, its mixer ablation, and both without the
 #: structure term (every table shows what each component adds); OTM(WB) is run by name.
@@ -198,7 +201,7 @@ def method_config(method: str, n_clusters: int, config: Mapping[str, Any] | None
         used = {
             k: v
             for k, v in head.items()
-            if k.startswith("cluster_") or k in ("pair_restarts", "device")
+            if k.startswith("cluster_") or k in ("pair_restarts", "pair_fusion", "device")
         }
         return plain_settings({"n_clusters": n_clusters, **used})
     return {"n_clusters": n_clusters}

@@ -245,6 +245,47 @@ def pair_fused_structures(
     return [torch.where(block, mean, s) for s in structures]
 
 
+def joined_structure(
+    affinities: Sequence[torch.Tensor], n_known: int
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One graph over every view's rows, joined through the rows known to be the same sample.
+
+    ``affinities[m]`` (N_m, N_m): view m's symmetric kNN weights ``W`` (e.g. ``1 -
+    head_structure``) over its rows, its ``n_known`` known pairs first, in the same order in
+    every view. The joined graph has one node per known pair and one per other row of each
+    view, ``U = n_known + sum_m (N_m - n_known)`` nodes; an edge seen by several views (both
+    ends known pairs) takes their mean weight, one seen by one view that view's, and rows of
+    different views that are not known pairs stay unlinked. Clustering it keeps each view's
+    neighbourhoods over all of its rows (every cluster whole), where clustering the known
+    pairs alone sees a random part of each cluster.
+
+    Returns:
+        The dissimilarity ``1 - W`` (U, U) and, per view, the (N_m,) indices of its rows in
+        the joined graph.
+    """
+    if not affinities:
+        raise ValueError("joined_structure needs at least one view")
+    for m, w in enumerate(affinities):
+        if w.dim() != 2 or w.shape[0] != w.shape[1] or w.shape[0] < n_known:
+            raise ValueError(
+                f"view {m}: affinity must be square with at least {n_known} rows (the known "
+                f"pairs), got shape {tuple(w.shape)}"
+            )
+    ref = affinities[0]
+    known = torch.arange(n_known, device=ref.device)
+    index, start = [], n_known
+    for w in affinities:
+        loose = w.shape[0] - n_known
+        index.append(torch.cat([known, torch.arange(start, start + loose, device=ref.device)]))
+        start += loose
+    total = torch.zeros(start, start, dtype=ref.dtype, device=ref.device)
+    for w, rows in zip(affinities, index):
+        total[rows[:, None], rows[None, :]] += w.to(ref.dtype)
+    # Only the known pairs' block is seen by more than one view: average it there.
+    total[:n_known, :n_known] /= len(affinities)
+    return 1.0 - total, index
+
+
 def spread_labels(
     affinity: torch.Tensor,
     seeds: torch.Tensor,
