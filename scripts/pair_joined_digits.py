@@ -15,8 +15,8 @@ labels are read for scoring only:
 
 Measured (2 December 2026, seeds 0-4, OTM trained by ``modalign cluster --dataset digits
 --setting partial --known-pairs 0.3,0.5 --methods otm``; per-view accuracy, mean ± std, then
-per seed; the joined graph has 3,000 nodes at share 0.5 and 3,400 at 0.3, and its 64 restarts
-take 2-4 minutes per prediction on one core against about 15 seconds for spreading):
+per seed; the joined graph has 3,000 nodes at share 0.5 and 3,400 at 0.3, and with 64 restarts
+it is about 12 times slower than spreading, ``benchmarks/pair_fusion.py``):
 
     share 0.5  spread  0.875 ± 0.014  0.872 0.899 0.866 0.865 0.871
                joined  0.882 ± 0.004  0.888 0.881 0.876 0.883 0.880

@@ -209,7 +209,7 @@ def test_spread_clusters_the_known_rows_with_their_own_restarts(trained_partial)
     """With ``pair_fusion="spread"`` the known rows' one clustering is the head on the mean of
     the views' structures over them with ``pair_restarts``."""
     data, model = trained_partial
-    model.config.pair_fusion = "spread"
+    assert model.config.pair_fusion == "spread"  # the default
     views = list(data.views)
     codes = [z.double() for z in model.transform(views)]
     pairs = data.paired.nonzero().reshape(-1)
@@ -226,7 +226,6 @@ def test_spread_clusters_the_known_rows_with_their_own_restarts(trained_partial)
         np.array_equal(a, b)
         for a, b in zip(labels, model.predict(views, aligned=False, known_pairs=data.paired))
     )
-    model.config.pair_fusion = OTMConfig(n_clusters=10).pair_fusion
     with pytest.raises(ValueError, match="at least one known pair"):
         model.assign_paired_clusters(codes, torch.zeros(len(pairs) * 2, dtype=torch.bool))
     with pytest.raises(ValueError, match="pair_restarts"):

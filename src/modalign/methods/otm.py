@@ -102,8 +102,8 @@ class OTMConfig:
     costs accuracy when clusters are small (40 of 10 rows, duplicated views: 0.80 against
     0.89 for each view alone), which the joined graph does not (0.91,
     ``scripts/pair_subset_synthetic.py``); on digits (the development set) the two are level
-    (``scripts/pair_joined_digits.py``) and "joined" is several times slower, so the default
-    stays.
+    (``scripts/pair_joined_digits.py``) and "joined" is about 12 times slower there
+    (``benchmarks/pair_fusion.py``), so the default stays.
     ``pair_restarts`` (prediction only): the head's restarts on the known rows of the partially
     aligned setting. On a subset of the rows the head's GW problem misses the good partition
     more often: on digits (the known-pairs curve's models, 5 seeds, share 0.3) the known rows'
@@ -576,14 +576,9 @@ class OTM(nn.Module):
         if not len(pairs):
             raise ValueError("assign_paired_clusters needs at least one known pair")
         pairs = pairs[canonical_order(points[0][pairs.to(points[0].device)])]
-        every = bool(known.all())
-        restarts = cfg.cluster_restarts if every else cfg.pair_restarts
-        if every or cfg.pair_fusion == "spread":
-            mean = torch.stack([self._structure(x[pairs.to(x.device)]) for x in points]).mean(0)
-            pair_clusters = self.assign_clusters(None, dissimilarity=mean, restarts=restarts)
-        if every:
+        if bool(known.all()):
             shared = np.empty(len(known), dtype=np.int64)
-            shared[pairs.numpy()] = pair_clusters
+            shared[pairs.numpy()] = self._cluster_mean_structure(points, pairs)
             return [shared.copy() for _ in points]
         loose = (~known).nonzero().reshape(-1)
         # Every view's order starts with the known pairs, so they are its first rows.
@@ -591,13 +586,15 @@ class OTM(nn.Module):
         affinities = [1 - self._structure(x[o.to(x.device)]) for x, o in zip(points, orders)]
         if cfg.pair_fusion == "joined":
             dissimilarity, index = joined_structure(affinities, len(pairs))
-            joined = self.assign_clusters(None, dissimilarity=dissimilarity, restarts=restarts)
+            joined = self.assign_clusters(
+                None, dissimilarity=dissimilarity, restarts=cfg.pair_restarts
+            )
             clusters = [joined[rows.cpu().numpy()] for rows in index]
         else:
-            seeds, seed_labels = torch.arange(len(pairs)), torch.from_numpy(pair_clusters)
+            seeds = torch.arange(len(pairs))
+            told = torch.from_numpy(self._cluster_mean_structure(points, pairs, cfg.pair_restarts))
             clusters = [
-                spread_labels(w, seeds, seed_labels, cfg.n_clusters).cpu().numpy()
-                for w in affinities
+                spread_labels(w, seeds, told, cfg.n_clusters).cpu().numpy() for w in affinities
             ]
         labels = []
         for order, found in zip(orders, clusters):
@@ -605,6 +602,14 @@ class OTM(nn.Module):
             own[order.numpy()] = found
             labels.append(own)
         return labels
+
+    def _cluster_mean_structure(
+        self, points: Sequence[Tensor], rows: Tensor, restarts: int | None = None
+    ) -> np.ndarray:
+        """The head's clusters (R,) of ``rows`` (R,) on the mean over the views of their
+        structures (graph averaging)."""
+        mean = torch.stack([self._structure(x[rows.to(x.device)]) for x in points]).mean(0)
+        return self.assign_clusters(None, dissimilarity=mean, restarts=restarts)
 
     def _structure(self, points: Tensor) -> Tensor:
         """The head's (n, n) structure of points (n, d), as the config says."""
