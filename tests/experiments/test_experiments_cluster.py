@@ -233,7 +233,12 @@ def test_structure_ablations_keep_their_zero_weight():
 
 
 def test_fusion_ablation_shares_training_but_not_records():
-    from modalign.experiments.clustering import method_config, otm_config, training_config
+    from modalign.experiments.clustering import (
+        method_config,
+        otm_config,
+        trained_as,
+        training_config,
+    )
 
     assert otm_config("otm-code-fusion", 3, {"fusion": "graphs"}).fusion == "codes"
     # The same training (a checkpoint of one serves the other), other predictions (records).
@@ -246,10 +251,15 @@ def test_fusion_ablation_shares_training_but_not_records():
     assert method_config("otm", 3, few) != method_config("otm", 3, None)
     assert method_config("graph-fused", 3, few) != method_config("graph-fused", 3, None)
     # So does how the known pairs reach the other rows.
-    assert training_config("otm", 3, None) == training_config("otm-joined", 3, None)
-    assert method_config("otm", 3, None) != method_config("otm-joined", 3, None)
-    joined = {"pair_fusion": "joined"}
-    assert method_config("graph-fused", 3, joined) != method_config("graph-fused", 3, None)
+    assert training_config("otm", 3, None) == training_config("otm-spread", 3, None)
+    assert method_config("otm", 3, None) != method_config("otm-spread", 3, None)
+    spread = {"pair_fusion": "spread"}
+    assert method_config("graph-fused", 3, spread) != method_config("graph-fused", 3, None)
+    # Ablations of the prediction alone share OTM's checkpoint files; the others train theirs.
+    assert trained_as("otm-code-fusion", 3, None) == trained_as("otm-spread", 3, None) == "otm"
+    assert trained_as("mwae", 3, None) == "mwae"
+    assert trained_as("otm-no-structure", 3, None) == "otm-no-structure"
+    assert trained_as("otm-no-structure", 3, {"lambda_structure": 0.0}) == "otm"
 
 
 @pytest.mark.parametrize(

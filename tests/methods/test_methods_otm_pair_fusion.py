@@ -209,7 +209,16 @@ def test_spread_clusters_the_known_rows_with_their_own_restarts(trained_partial)
     """With ``pair_fusion="spread"`` the known rows' one clustering is the head on the mean of
     the views' structures over them with ``pair_restarts``."""
     data, model = trained_partial
-    assert model.config.pair_fusion == "spread"  # the default
+    assert model.config.pair_fusion == "joined"  # the default, since the fifth round
+    model.config.pair_fusion = "spread"
+    try:
+        _check_spread_restarts(data, model)
+    finally:
+        model.config.pair_fusion = "joined"
+        model.config.pair_restarts = OTMConfig(n_clusters=10).pair_restarts
+
+
+def _check_spread_restarts(data, model):
     views = list(data.views)
     codes = [z.double() for z in model.transform(views)]
     pairs = data.paired.nonzero().reshape(-1)
@@ -250,9 +259,9 @@ def test_joined_graph_keeps_small_clusters_whole():
     alone (0.923 against 0.890; scripts/pair_subset_synthetic.py has more seeds)."""
     views, labels, known = _duplicated_small_clusters()
     alone = graph_each_view(views, 40, 0, aligned=False)
-    joined_head = OTMConfig(n_clusters=40, pair_fusion="joined")
-    joined = graph_fused(views, 40, 0, aligned=False, known=known, head=joined_head)
-    spread = graph_fused(views, 40, 0, aligned=False, known=known)  # the default
+    joined = graph_fused(views, 40, 0, aligned=False, known=known)  # the default
+    spread_head = OTMConfig(n_clusters=40, pair_fusion="spread")
+    spread = graph_fused(views, 40, 0, aligned=False, known=known, head=spread_head)
     assert np.array_equal(joined[0][known], joined[1][known])
 
     def accuracy(clusters):

@@ -10,7 +10,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.neighbors import NearestNeighbors
 
 import modalign.ot.clustering as clustering
-from modalign.ot import graph_structure, sq_distances, sqeuclidean_lowrank
+from modalign.ot import SparseGraph, graph_structure, sq_distances, sqeuclidean_lowrank
 from modalign.ot.clustering import SIZES, graph_cluster, gw_cluster, spectral_embedding
 
 
@@ -234,9 +234,9 @@ def test_joined_structure_against_a_loop_reference(dtype, device):
     for n in sizes:
         w = torch.rand(n, n, generator=g, dtype=dtype)
         affinities.append(((w + w.T) / 2).to(device))
-    joined, index = clustering.joined_structure(affinities, n_known)
-    assert joined.device.type == device.type
-    joined, index = joined.cpu(), [rows.cpu() for rows in index]
+    graph, index = clustering.joined_structure(affinities, n_known)
+    assert isinstance(graph, SparseGraph) and graph.device.type == device.type
+    joined, index = graph.dense().cpu(), [rows.cpu() for rows in index]
     affinities = [w.cpu() for w in affinities]
     total = n_known + sum(n - n_known for n in sizes)
     assert joined.shape == (total, total) and joined.dtype == dtype

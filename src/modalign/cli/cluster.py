@@ -27,8 +27,8 @@ def cluster(
         "kmeans-best-view, graph-each-view, graph-fused (graph-*: OTM's clustering head alone "
         "on the raw views, no training; graph-fused: with OTM's graph fusion; "
         "*-no-structure: without the structure term; otm-code-fusion: OTM predicting from "
-        "the codes side by side, or each view's own, instead of the fused graphs; otm-joined: "
-        "OTM with pair_fusion joined; otm-wb: OTM with the Wasserstein barycenter, by name).",
+        "the codes side by side, or each view's own, instead of the fused graphs; otm-spread: "
+        "OTM with pair_fusion spread; otm-wb: OTM with the Wasserstein barycenter, by name).",
     ),
     seeds: int = typer.Option(5, min=1, help="Seeds 0..N-1; tables show mean ± std."),
     out: Path = typer.Option(Path("runs/cluster"), help="Folder for results and checkpoints."),
@@ -66,9 +66,9 @@ def cluster(
     pair_fusion: str | None = typer.Option(
         None,
         help="Partial: how the known pairs reach the other rows (OTMConfig.pair_fusion), "
-        "spread (default: the known pairs clustered alone, then label spreading on each "
-        "view's graph) or joined (every row clustered at once on one graph joined through the "
-        "known pairs); otm-joined always uses joined. Prediction only; the graph-fused "
+        "joined (default: every row clustered at once on one graph joined through the known "
+        "pairs) or spread (the known pairs clustered alone, then label spreading on each "
+        "view's graph); otm-spread always uses spread. Prediction only; the graph-fused "
         "baseline follows it.",
     ),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, mps ..."),

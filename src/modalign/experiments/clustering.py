@@ -53,9 +53,9 @@ from modalign.train import keyed_checkpoint
 #: (they win over the caller's overrides). ``*-no-structure``: the ablations of the
 #: structure term (``lambda_structure`` 0), whatever the caller sets; ``otm-code-fusion``:
 #: of the graph fusion of OTM's prediction (``fusion="codes"``: aligned views' codes side by
-#: side, and each view's own codes when not aligned); ``otm-joined``: OTM whose partially
-#: aligned prediction clusters every row on one graph joined through the known pairs
-#: (``pair_fusion="joined"``, against the default's label spreading).
+#: side, and each view's own codes when not aligned); ``otm-spread``: OTM whose partially
+#: aligned prediction clusters the known pairs alone and label-spreads to the other rows
+#: (``pair_fusion="spread"``, against the default's one joined graph).
 LEARNED: dict[str, dict[str, Any]] = {
     "otm": {"mixer": "fgw"},
     "otm-wb": {"mixer": "wb"},
@@ -63,7 +63,7 @@ LEARNED: dict[str, dict[str, Any]] = {
     "otm-no-structure": {"mixer": "fgw", "lambda_structure": 0.0},
     "mwae-no-structure": {"mixer": "none", "lambda_structure": 0.0},
     "otm-code-fusion": {"mixer": "fgw", "fusion": "codes"},
-    "otm-joined": {"mixer": "fgw", "pair_fusion": "joined"},
+    "otm-spread": {"mixer": "fgw", "pair_fusion": "spread"},
 }
 #: The learned methods of the default tables: OTM, its mixer ablation, and both without the
 #: structure term (every table shows what each component adds); OTM(WB) is run by name.
@@ -187,6 +187,17 @@ def training_config(
     config without the prediction-only fields
     (:meth:`~modalign.methods.OTMConfig.training_settings`)."""
     return plain_settings(otm_config(method, n_clusters, config).training_settings())
+
+
+def trained_as(method: str, n_clusters: int, config: Mapping[str, Any] | None) -> str:
+    """The first learned method in :data:`LEARNED` that trains exactly as ``method`` does
+    (equal :func:`training_config`): the name of the checkpoints they share, so that an
+    ablation of prediction alone (``otm-code-fusion``, ``otm-spread``) reuses OTM's models
+    instead of training a copy. Run one after the other (``--jobs 1``, or different tables)
+    they train once; side by side in one table, both may train the same file (written
+    atomically, so the last one wins whole)."""
+    wanted = training_config(method, n_clusters, config)
+    return next(m for m in LEARNED if training_config(m, n_clusters, config) == wanted)
 
 
 def method_config(method: str, n_clusters: int, config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -342,7 +353,7 @@ def run_clustering(
             if out is not None and method in LEARNED:
                 ckpt = keyed_checkpoint(
                     out / "checkpoints",
-                    f"{method}-{label.replace(' ', '-')}-{seed}",
+                    f"{trained_as(method, n_clusters, config)}-{label.replace(' ', '-')}-{seed}",
                     {
                         **key,
                         "label": label,

@@ -23,6 +23,8 @@ from modalign.ot.gromov import (
 from modalign.ot.lp import emd
 from modalign.ot.structure import (
     LowRank,
+    SparseGraph,
+    Structure,
     graph_structure,
     kernel_structure,
     normalize_structure,
@@ -34,6 +36,8 @@ from modalign.ot.token import token_alignment_loss, token_cost, token_ot
 __all__ = [
     "Barycenter",
     "LowRank",
+    "SparseGraph",
+    "Structure",
     "barycenter_objective",
     "emd",
     "fgw_barycenter",

@@ -14,9 +14,11 @@ from modalign.ot._checks import ArrayLike, as_tensor, check_finite
 from modalign.ot.gromov import _conditional_gradient, fgw_objective
 from modalign.ot.structure import (
     LowRank,
+    SparseGraph,
     Structure,
     dense,
     graph_structure,
+    reference,
     sqeuclidean_lowrank,
 )
 
@@ -30,7 +32,9 @@ SPREAD_ALPHA = 0.5
 
 
 def structure_mean(structure: Structure) -> float:
-    """Mean entry of a dense or factored (n, m) structure, without densifying a factored one."""
+    """Mean entry of a dense, factored or sparse (n, m) structure, without densifying it."""
+    if isinstance(structure, SparseGraph):
+        return structure.mean()
     if isinstance(structure, LowRank):
         n, m = structure.shape[-2:]
         return float(structure.left.sum(0) @ structure.right.sum(0)) / (n * m)
@@ -106,7 +110,7 @@ def gw_cluster(
         raise ValueError(f"n_clusters must lie in [1, {n}], got {n_clusters}")
     if sizes not in SIZES:
         raise ValueError(f"sizes must be one of {SIZES}, got {sizes!r}")
-    like = structure.left if isinstance(structure, LowRank) else structure
+    like = reference(structure)
     p = torch.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
     off = structure_mean(structure) * n_clusters / max(n_clusters - 1, 1)
     target = cluster_structure(n_clusters, off, like)
@@ -182,7 +186,7 @@ def graph_cluster(
     restarts: int = 6,
     sizes: str = "balanced",
     random_state: int = 0,
-    dissimilarity: torch.Tensor | None = None,
+    dissimilarity: Structure | None = None,
 ) -> torch.Tensor:
     """The clustering head of OTM and of its head-alone baselines: labels (N,) of points x (N, d).
 
@@ -195,8 +199,9 @@ def graph_cluster(
     read anywhere: restarts are ranked by the GW objective.
 
     ``dissimilarity`` (N, N): a structure of that kind computed elsewhere (e.g. the mean of
-    several views' structures over their known pairs), matched instead of x's own; x is
-    then not used and may be None.
+    several views' structures over their known pairs, or a :class:`SparseGraph` such as
+    :func:`joined_structure`'s), matched instead of x's own; x is then not used and may be
+    None.
     """
     if structure not in ("graph", "sqeuclidean"):
         raise ValueError(f"structure must be 'graph' or 'sqeuclidean', got {structure!r}")
@@ -204,7 +209,9 @@ def graph_cluster(
     if graph is None and structure == "graph":
         graph = head_structure(x, n_clusters, neighbors=neighbors)
     # Squared distances stay factored (gw_cluster builds them from x, low rank).
-    emb = spectral_embedding(1 - graph, n_clusters) if structure == "graph" else None
+    emb = None
+    if structure == "graph":
+        emb = spectral_embedding(graph if isinstance(graph, SparseGraph) else 1 - graph, n_clusters)
     labels, _, _ = gw_cluster(
         x if graph is None else None,
         n_clusters,
@@ -247,7 +254,7 @@ def pair_fused_structures(
 
 def joined_structure(
     affinities: Sequence[torch.Tensor], n_known: int
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
+) -> tuple[SparseGraph, list[torch.Tensor]]:
     """One graph over every view's rows, joined through the rows known to be the same sample.
 
     ``affinities[m]`` (N_m, N_m): view m's symmetric kNN weights ``W`` (e.g. ``1 -
@@ -260,8 +267,9 @@ def joined_structure(
     pairs alone sees a random part of each cluster.
 
     Returns:
-        The dissimilarity ``1 - W`` (U, U) and, per view, the (N_m,) indices of its rows in
-        the joined graph.
+        The dissimilarity ``1 - W`` (U, U), kept sparse (:class:`SparseGraph`: the head's
+        products then cost O(nnz) rather than O(U^2)), and, per view, the (N_m,) indices of
+        its rows in the joined graph.
     """
     if not affinities:
         raise ValueError("joined_structure needs at least one view")
@@ -278,12 +286,17 @@ def joined_structure(
         loose = w.shape[0] - n_known
         index.append(torch.cat([known, torch.arange(start, start + loose, device=ref.device)]))
         start += loose
-    total = torch.zeros(start, start, dtype=ref.dtype, device=ref.device)
-    for w, rows in zip(affinities, index):
-        total[rows[:, None], rows[None, :]] += w.to(ref.dtype)
+    rows, cols, values = [], [], []
+    for w, nodes in zip(affinities, index):
+        i, j = w.nonzero(as_tuple=True)
+        rows.append(nodes[i])
+        cols.append(nodes[j])
+        values.append(w[i, j].to(ref.dtype))
+    rows, cols, values = torch.cat(rows), torch.cat(cols), torch.cat(values)
     # Only the known pairs' block is seen by more than one view: average it there.
-    total[:n_known, :n_known] /= len(affinities)
-    return 1.0 - total, index
+    shared = (rows < n_known) & (cols < n_known)
+    values = torch.where(shared, values / len(affinities), values)
+    return SparseGraph.from_entries(rows, cols, values, start), index
 
 
 def spread_labels(
@@ -357,6 +370,8 @@ def gw_cluster_loss(
 
 
 def _row(structure: Structure, i: int) -> torch.Tensor:
+    if isinstance(structure, SparseGraph):
+        return structure.row(i)
     if isinstance(structure, LowRank):
         return structure.left[i] @ structure.right.T
     return structure[i]
@@ -377,7 +392,16 @@ def _classical_embedding(structure: Structure, k: int) -> torch.Tensor:
     """
     n = structure.shape[-1]
     k = min(k, n)
-    if _lanczos(n, k):
+    if isinstance(structure, SparseGraph) and k < n - 1:
+        # -J (1 1^T - W) J / 2 = J W J / 2: J kills the constant part.
+        w = _scipy_csr(structure.affinity)
+
+        def centred(v: np.ndarray) -> np.ndarray:
+            return 0.5 * _centre(w @ _centre(v))
+
+        operator = LinearOperator((n, n), matvec=centred, dtype=np.float64)
+        values, vectors = _leading_eigh(operator, k, structure.device)
+    elif _lanczos(n, k):
         if isinstance(structure, LowRank):
             # J L R^T J = (J L)(J R)^T: centre the factors' columns.
             factors = (structure.left, structure.right)
@@ -401,10 +425,23 @@ def _classical_embedding(structure: Structure, k: int) -> torch.Tensor:
     return vectors * values.clamp_min(0).sqrt()
 
 
-def spectral_embedding(affinity: torch.Tensor, k: int) -> torch.Tensor:
-    """Ng-Jordan-Weiss spectral embedding (n, k) of a symmetric non-negative affinity (n, n):
-    the top-``k`` eigenvectors of ``D^-1/2 W D^-1/2``, rows scaled to unit length. The
-    starts of :func:`gw_cluster` for a graph structure ``1 - W``."""
+def spectral_embedding(affinity: torch.Tensor | SparseGraph, k: int) -> torch.Tensor:
+    """Ng-Jordan-Weiss spectral embedding (n, k) of a symmetric non-negative affinity (n, n)
+    (dense, or a :class:`SparseGraph`'s ``W``): the top-``k`` eigenvectors of
+    ``D^-1/2 W D^-1/2``, rows scaled to unit length. The starts of :func:`gw_cluster` for a
+    graph structure ``1 - W``."""
+    if isinstance(affinity, SparseGraph):
+        # Sparse: always Lanczos, whose products cost O(nnz).
+        w = _scipy_csr(affinity.affinity)
+        n, k = w.shape[0], min(k, w.shape[0])
+        inv_sqrt = 1 / np.sqrt(np.maximum(np.asarray(w.sum(1)).ravel(), 1e-30))
+        normalised = w.multiply(inv_sqrt[:, None]).multiply(inv_sqrt[None, :]).tocsr()
+        if k < n - 1:
+            normalised = aslinearoperator(normalised)
+        else:
+            normalised = torch.from_numpy(normalised.toarray())
+        _, top = _leading_eigh(normalised, k, affinity.device)
+        return top / top.norm(dim=1, keepdim=True).clamp_min(1e-30)
     w = affinity.double()
     n, k = len(w), min(k, len(w))
     inv_sqrt = w.sum(1).clamp_min(1e-30).rsqrt()
@@ -423,6 +460,19 @@ def _lanczos(n: int, k: int) -> bool:
 def _centre(v: np.ndarray) -> np.ndarray:
     """``J v``: columns (or a vector) minus their mean."""
     return v - v.mean(0)
+
+
+def _scipy_csr(matrix: torch.Tensor) -> csr_matrix:
+    """A float64 scipy CSR copy of a torch sparse CSR (n, n) matrix, on the CPU."""
+    matrix = matrix.detach().cpu()
+    return csr_matrix(
+        (
+            matrix.values().double().numpy(),
+            matrix.col_indices().numpy(),
+            matrix.crow_indices().numpy(),
+        ),
+        shape=tuple(matrix.shape),
+    )
 
 
 def _as_operator(matrix: torch.Tensor) -> LinearOperator:
@@ -499,7 +549,7 @@ def _estimated_masses(
         # One point's mass moves from the currently largest cluster: k <= n keeps it possible.
         counts[counts.argmax()] -= 1
         counts[empty] = 1
-    like = structure.left if isinstance(structure, LowRank) else structure
+    like = reference(structure)
     return (counts.double() / len(assign)).to(like.dtype).to(like.device)
 
 

@@ -23,14 +23,26 @@ import torch
 from modalign.ot._checks import ArrayLike, as_tensor, check_finite, float_tol, marginal
 from modalign.ot.entropic import round_to_marginals, sinkhorn_potentials
 from modalign.ot.lp import emd
-from modalign.ot.structure import LowRank, Structure, dense, is_symmetric, sandwich, squared_matvec
+from modalign.ot.structure import (
+    LowRank,
+    SparseGraph,
+    Structure,
+    dense,
+    is_symmetric,
+    reference,
+    sandwich,
+    squared_matvec,
+)
 
 SOLVERS = ("exact", "entropic", "proximal")
 
 
 # ----------------------------------------------------------------------------- shared formulas
 def inner(x: Structure, t: torch.Tensor) -> torch.Tensor:
-    """``<X, T>`` over the last two dimensions, without forming a factored ``X``."""
+    """``<X, T>`` over the last two dimensions, without forming a factored or sparse ``X``."""
+    if isinstance(x, SparseGraph):
+        rows, cols, values = x.entries()
+        return t.sum((-1, -2)) - (values * t[..., rows, cols]).sum(-1)
     if isinstance(x, LowRank):
         return ((t @ x.right) * x.left).sum((-1, -2))
     return (x * t).sum((-1, -2))
@@ -130,6 +142,9 @@ def _prepare(cost, c1, c2, p, q, alpha):
         raise ValueError("give a feature cost M (alpha > 0) and/or structures C1, C2 (alpha < 1)")
 
     def conv(x, name):
+        if isinstance(x, SparseGraph):
+            check_finite(x.affinity.values(), name)
+            return x
         if x is None or isinstance(x, LowRank):
             if isinstance(x, LowRank):
                 check_finite(x.left, name)
@@ -155,8 +170,7 @@ def _prepare(cost, c1, c2, p, q, alpha):
             raise ValueError(f"M has shape {tuple(cost.shape)}, expected (..., {n}, {m})")
     else:
         n, m = cost.shape[-2:]
-    like = c1 if c1 is not None else cost
-    like = like.left if isinstance(like, LowRank) else like
+    like = reference(c1 if c1 is not None else cost)
     p = marginal(p, n, "p", like)
     q = marginal(q, m, "q", like)
     return cost, c1, c2, p, q, like
@@ -403,9 +417,9 @@ def _check_reached(
 
 
 def fused_gromov_wasserstein(
-    M: ArrayLike | LowRank | None,
-    C1: ArrayLike | LowRank | None,
-    C2: ArrayLike | LowRank | None,
+    M: ArrayLike | Structure | None,
+    C1: ArrayLike | Structure | None,
+    C2: ArrayLike | Structure | None,
     p: ArrayLike | None = None,
     q: ArrayLike | None = None,
     alpha: float = 0.5,
@@ -421,7 +435,8 @@ def fused_gromov_wasserstein(
 
     Minimises ``alpha <M, T> + (1-alpha) sum (C1[i,k] - C2[j,l])^2 T[i,j] T[k,l]`` over
     couplings of ``p`` (n,) and ``q`` (m,) (uniform when None). ``M`` is (n, m), ``C1`` (n, n),
-    ``C2`` (m, m), dense tensors or :class:`LowRank` factors; leading batch dimensions are
+    ``C2`` (m, m), dense tensors, :class:`LowRank` factors or (unbatched) a
+    :class:`~modalign.ot.structure.SparseGraph` dissimilarity; leading batch dimensions are
     allowed for the entropic and proximal solvers.
 
     Solvers:
@@ -505,9 +520,9 @@ def fused_gromov_wasserstein(
 
 
 def fused_gromov_wasserstein2(
-    M: ArrayLike | LowRank | None,
-    C1: ArrayLike | LowRank | None,
-    C2: ArrayLike | LowRank | None,
+    M: ArrayLike | Structure | None,
+    C1: ArrayLike | Structure | None,
+    C2: ArrayLike | Structure | None,
     p: ArrayLike | None = None,
     q: ArrayLike | None = None,
     alpha: float = 0.5,
@@ -522,7 +537,7 @@ def fused_gromov_wasserstein2(
     plan = fused_gromov_wasserstein(M, C1, C2, p, q, alpha, **kwargs).detach()
 
     def keep(x):
-        if x is None or isinstance(x, LowRank):
+        if x is None or isinstance(x, LowRank | SparseGraph):
             return x
         return as_tensor(x, "input")
 
