@@ -54,6 +54,7 @@ CURVE_PAIRED = (
     ("OTM rise, share 0 to 0.5", ("otm", 0.5), ("otm", 0.0)),
     ("OTM - MWAE at 0.5", ("otm", 0.5), ("mwae", 0.5)),
     ("graph fusion: OTM - OTM with code fusion at 0.5", ("otm", 0.5), ("otm-code-fusion", 0.5)),
+    ("joined graph: OTM - OTM spreading at 0.5", ("otm", 0.5), ("otm-spread", 0.5)),
     ("OTM - head with graph fusion at 0.5", ("otm", 0.5), ("graph-fused", 0.5)),
     ("head with graph fusion: rise, 0 to 0.5", ("graph-fused", 0.5), ("graph-fused", 0.0)),
     ("OTM - k-means, best view at 0.5", ("otm", 0.5), ("kmeans-best-view", 0.5)),

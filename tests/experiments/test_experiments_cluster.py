@@ -318,3 +318,25 @@ def test_fusion_option_sets_how_every_learned_method_predicts(tmp_path, digits40
     graphs = accuracy(run_clustering(str(data), config=epochs_config(2), **common))
     assert codes["otm"] == codes["otm-code-fusion"] == graphs["otm-code-fusion"]
     assert graphs["otm"] != graphs["otm-code-fusion"]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_prediction_ablations_predict_from_otms_checkpoints(tmp_path, digits400, jobs):
+    """otm, otm-code-fusion and otm-spread train alike: one checkpoint per seed, named for otm,
+    serves all three (with two jobs the sharing runs wait at the end of the queue); mwae, which
+    trains otherwise, has its own."""
+    from modalign.experiments.clustering import run_clustering
+
+    data, _ = digits400
+    run_clustering(
+        str(data),
+        setting="partial",
+        rate=0.5,
+        methods=["otm", "otm-code-fusion", "otm-spread", "mwae"],
+        seeds=[0],
+        config=epochs_config(2),
+        out=tmp_path,
+        jobs=jobs,
+    )
+    names = sorted(p.name.split("-known")[0] for p in (tmp_path / "checkpoints").glob("*.pt"))
+    assert names == ["mwae", "otm"]

@@ -23,7 +23,7 @@ def cluster(
         "mwae, mwae-no-structure, otm-code-fusion, majority, kmeans-concat, kmeans-best-view, "
         "spectral, graph-concat, graph-fused, graph-best-view; unaligned otm, "
         "otm-no-structure, mwae, mwae-no-structure, majority, kmeans-best-view, "
-        "graph-best-view, graph-each-view; partial otm, otm-code-fusion, mwae, "
+        "graph-best-view, graph-each-view; partial otm, otm-code-fusion, otm-spread, mwae, "
         "kmeans-best-view, graph-each-view, graph-fused (graph-*: OTM's clustering head alone "
         "on the raw views, no training; graph-fused: with OTM's graph fusion; "
         "*-no-structure: without the structure term; otm-code-fusion: OTM predicting from "
