@@ -10,7 +10,13 @@ import torch
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from modalign.ot import SparseGraph, fgw_objective, graph_structure, gromov_wasserstein
+from modalign.ot import (
+    SparseGraph,
+    fgw_objective,
+    fused_gromov_wasserstein,
+    graph_structure,
+    gromov_wasserstein,
+)
 from modalign.ot.clustering import _row, graph_cluster, spectral_embedding, structure_mean
 from modalign.ot.gromov import inner
 from modalign.ot.structure import sandwich, squared_matvec
@@ -102,3 +108,20 @@ def test_bad_sparse_graphs_are_refused():
         gromov_wasserstein(lopsided, torch.zeros(2, 2, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"\(n, k\) matrices"):
         lopsided.matmul(torch.zeros(2, 3, 1, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("solver", ["entropic", "proximal"])
+def test_mirror_descent_solvers_take_a_sparse_graph(solver, device):
+    """The entropic and proximal solvers give the dense matrix's plan, and a SparseGraph may
+    also be the feature cost of fused GW."""
+    c, graph = _graph(30, torch.float64, device)
+    c2 = torch.rand(6, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    c2 = (c2 + c2.T).to(device)
+    kwargs = dict(alpha=0.0, solver=solver, epsilon=0.05, max_iter=30)
+    sparse_plan = fused_gromov_wasserstein(None, graph, c2, **kwargs)
+    torch.testing.assert_close(
+        sparse_plan, fused_gromov_wasserstein(None, c, c2, **kwargs), atol=1e-10, rtol=0
+    )
+    fused = fused_gromov_wasserstein(graph, graph, graph, alpha=0.5)
+    dense_fused = fused_gromov_wasserstein(c, c, c, alpha=0.5)
+    torch.testing.assert_close(fused, dense_fused, atol=1e-10, rtol=0)
