@@ -213,7 +213,7 @@ def test_spread_clusters_the_known_rows_with_their_own_restarts(trained_partial)
     model.config.pair_fusion = "spread"
     try:
         _check_spread_restarts(data, model)
-    finally:
+    finally:  # the fixture is shared: leave its config as it came
         model.config.pair_fusion = "joined"
         model.config.pair_restarts = OTMConfig(n_clusters=10).pair_restarts
 
@@ -230,6 +230,7 @@ def _check_spread_restarts(data, model):
         want = model.assign_clusters(None, dissimilarity=mean, restarts=restarts)
         got = model.assign_paired_clusters(codes, data.paired)
         assert all(np.array_equal(view[pairs.numpy()], want) for view in got)
+    # Back at the default restarts, the prediction is the first one again.
     model.config.pair_restarts = OTMConfig(n_clusters=10).pair_restarts
     assert all(
         np.array_equal(a, b)

@@ -431,23 +431,21 @@ def spectral_embedding(affinity: torch.Tensor | SparseGraph, k: int) -> torch.Te
     ``D^-1/2 W D^-1/2``, rows scaled to unit length. The starts of :func:`gw_cluster` for a
     graph structure ``1 - W``."""
     if isinstance(affinity, SparseGraph):
-        # Sparse: always Lanczos, whose products cost O(nnz).
+        # Sparse: Lanczos whatever the size, its products cost O(nnz).
         w = _scipy_csr(affinity.affinity)
         n, k = w.shape[0], min(k, w.shape[0])
         inv_sqrt = 1 / np.sqrt(np.maximum(np.asarray(w.sum(1)).ravel(), 1e-30))
         normalised = w.multiply(inv_sqrt[:, None]).multiply(inv_sqrt[None, :]).tocsr()
-        if k < n - 1:
-            normalised = aslinearoperator(normalised)
-        else:
-            normalised = torch.from_numpy(normalised.toarray())
-        _, top = _leading_eigh(normalised, k, affinity.device)
-        return top / top.norm(dim=1, keepdim=True).clamp_min(1e-30)
-    w = affinity.double()
-    n, k = len(w), min(k, len(w))
-    inv_sqrt = w.sum(1).clamp_min(1e-30).rsqrt()
-    normalised = inv_sqrt[:, None] * w * inv_sqrt[None, :]
-    if _lanczos(n, k):
-        normalised = _as_operator(normalised)
+        normalised = (
+            aslinearoperator(normalised) if k < n - 1 else torch.from_numpy(normalised.toarray())
+        )
+    else:
+        w = affinity.double()
+        n, k = len(w), min(k, len(w))
+        inv_sqrt = w.sum(1).clamp_min(1e-30).rsqrt()
+        normalised = inv_sqrt[:, None] * w * inv_sqrt[None, :]
+        if _lanczos(n, k):
+            normalised = _as_operator(normalised)
     _, top = _leading_eigh(normalised, k, affinity.device)
     return top / top.norm(dim=1, keepdim=True).clamp_min(1e-30)
 
