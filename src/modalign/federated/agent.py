@@ -37,6 +37,7 @@ from modalign.federated.config import FederatedConfig
 from modalign.federated.privacy import PrivacyReport, privacy_report, privatise_codes
 from modalign.methods.otm import LOSS_TERMS, add_loss_terms, canonical_order, modality_loss
 from modalign.nn import Autoencoder
+from modalign.train import adam
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,8 @@ class Agent:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(agent_seed(config.seed, self.modality))
             self.autoencoder = Autoencoder(view.shape[1], cfg.latent_dim)
-        self.optimiser = torch.optim.Adam(
-            self.autoencoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        self.optimiser = adam(
+            self.autoencoder.parameters(), cfg.lr, cfg.weight_decay, fused=cfg.fused_adam
         )
         self.releases = 0  # how many times every row's code has left the agent
         # The DP noise seed is the agent's secret (kept in its state, never sent): a seed

@@ -201,7 +201,8 @@ def graph_cluster(
     ``dissimilarity`` (N, N): a structure of that kind computed elsewhere (e.g. the mean of
     several views' structures over their known pairs, or a :class:`SparseGraph` such as
     :func:`joined_structure`'s), matched instead of x's own; x is then not used and may be
-    None.
+    None. A dense graph dissimilarity ``1 - W`` is matched as a :class:`SparseGraph` of its
+    ``W``: the same problem, solved with sparse products.
     """
     if structure not in ("graph", "sqeuclidean"):
         raise ValueError(f"structure must be 'graph' or 'sqeuclidean', got {structure!r}")
@@ -211,7 +212,12 @@ def graph_cluster(
     # Squared distances stay factored (gw_cluster builds them from x, low rank).
     emb = None
     if structure == "graph":
-        emb = spectral_embedding(graph if isinstance(graph, SparseGraph) else 1 - graph, n_clusters)
+        if not isinstance(graph, SparseGraph):
+            # A kNN graph's W is sparse (2-7% non-zeros on the shipped data), and the GW
+            # solver's products then cost O(nnz): the same partitions several times faster
+            # (benchmarks/head_sparse.py).
+            graph = SparseGraph.from_dense(1 - graph)
+        emb = spectral_embedding(graph, n_clusters)
     labels, _, _ = gw_cluster(
         x if graph is None else None,
         n_clusters,

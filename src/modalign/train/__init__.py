@@ -10,9 +10,10 @@ from modalign.train.distributed import (
     sum_gradients,
     sum_on_ranks,
 )
-from modalign.train.loop import history_path, plain_settings, train_epochs, write_history
+from modalign.train.loop import adam, history_path, plain_settings, train_epochs, write_history
 
 __all__ = [
+    "adam",
     "check_same_on_ranks",
     "history_path",
     "keyed_checkpoint",

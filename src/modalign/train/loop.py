@@ -43,6 +43,7 @@ from modalign.utils import atomic_write
 
 __all__ = [
     "NonFiniteLossError",
+    "adam",
     "check_finite_loss",
     "history_path",
     "plain_settings",
@@ -165,6 +166,24 @@ def _tensorboard(checkpoint: Path, start: int) -> Any:
         return None
     log_dir = checkpoint.parent / "tensorboard" / checkpoint.stem
     return SummaryWriter(log_dir=str(log_dir), purge_step=start if start > 0 else None)
+
+
+def adam(
+    parameters: Sequence[nn.Parameter], lr: float, weight_decay: float, *, fused: bool
+) -> torch.optim.Adam:
+    """Adam over ``parameters``; with ``fused``, torch's fused kernel where every parameter
+    lives on a device that has one (CPU or CUDA), else the default per-tensor loop.
+
+    The fused kernel updates every weight in one pass: on 3-Sources' wide views (12 M weights,
+    one thread) its step is several times faster than the default's
+    (``benchmarks/adam_step.py``). It computes the same update up to rounding, but not to the
+    bit, so a method that uses it must key its checkpoints by the choice.
+    """
+    parameters = list(parameters)
+    supported = all(p.device.type in ("cpu", "cuda") for p in parameters)
+    return torch.optim.Adam(
+        parameters, lr=lr, weight_decay=weight_decay, fused=True if fused and supported else None
+    )
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
