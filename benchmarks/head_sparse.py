@@ -38,7 +38,11 @@ def dense_head(structure: torch.Tensor, n_clusters: int, restarts: int) -> torch
     of its dense spectral embedding; labels (N,)."""
     embedding = spectral_embedding(1 - structure, n_clusters)
     labels, _, _ = gw_cluster(
-        structure=structure, n_clusters=n_clusters, embedding=embedding, restarts=restarts
+        structure=structure,
+        n_clusters=n_clusters,
+        embedding=embedding,
+        restarts=restarts,
+        sizes="balanced",
     )
     return labels
 

@@ -145,6 +145,7 @@ def test_pair_fusion_does_not_key_the_checkpoint(tmp_path, trained_partial):
     assert "fusion" not in cfg.training_settings()
     assert "pair_restarts" not in cfg.training_settings()
     assert "pair_fusion" not in cfg.training_settings()
+    assert "aligned_restarts" not in cfg.training_settings()
     ckpt = tmp_path / "run.pt"
     views = list(data.views)
     first = OTM(cfg, random_state=1).fit(
@@ -156,6 +157,7 @@ def test_pair_fusion_does_not_key_the_checkpoint(tmp_path, trained_partial):
             "fusion": "codes",
             "pair_restarts": 3,
             "pair_fusion": "spread",
+            "aligned_restarts": 2,
         }
     )
     again = OTM(other, random_state=1).fit(
@@ -176,9 +178,15 @@ def test_aligned_prediction_averages_the_views_graphs():
     codes = [z.double() for z in model.transform(views)]
     order = canonical_order(codes[0])
     mean = torch.stack([head_structure(z[order], 10) for z in codes]).mean(0)
-    want = np.empty(150, dtype=np.int64)
-    want[order.numpy()] = model.assign_clusters(None, dissimilarity=mean)
-    assert np.array_equal(labels, want)
+    # With the aligned head's own restarts (sixth round), not cluster_restarts.
+    default = cfg.aligned_restarts
+    for restarts in (default, 1):
+        model.config.aligned_restarts = restarts
+        want = np.empty(150, dtype=np.int64)
+        want[order.numpy()] = model.assign_clusters(None, dissimilarity=mean, restarts=restarts)
+        assert np.array_equal(model.predict(views, aligned=True), want)
+    model.config.aligned_restarts = default
+    assert np.array_equal(labels, model.predict(views, aligned=True))
     model.config.fusion = "codes"
     try:
         side_by_side = model.predict(views, aligned=True)

@@ -67,6 +67,21 @@ def test_balanced_gw_cluster_recovers_separated_blobs():
     assert value >= 0
 
 
+def test_more_restarts_never_raise_the_objective():
+    """The first starts of more restarts are those of fewer (one seeded generator), so the
+    lowest GW objective found can only fall: the head's restarts trade time for its own
+    label-free criterion."""
+    x, _ = make_blobs(300, centers=8, cluster_std=2.5, random_state=3)
+    graph = SparseGraph.from_dense(1 - graph_structure(torch.tensor(x), 20))
+    start = spectral_embedding(graph, 8)
+    objectives = [
+        gw_cluster(structure=graph, n_clusters=8, embedding=start, restarts=r, sizes="balanced")[2]
+        for r in (1, 3, 6, 24)
+    ]
+    assert all(b <= a + 1e-12 for a, b in zip(objectives, objectives[1:]))
+    assert objectives[-1] < objectives[0]  # and on this data more starts do find lower ones
+
+
 def test_gw_objective_is_the_four_index_sum():
     x, _ = make_blobs(n_samples=30, centers=3, random_state=1)
     c = sq_distances(torch.tensor(x))

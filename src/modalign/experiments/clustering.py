@@ -214,7 +214,8 @@ def method_config(method: str, n_clusters: int, config: Mapping[str, Any] | None
         used = {
             k: v
             for k, v in head.items()
-            if k.startswith("cluster_") or k in ("pair_restarts", "pair_fusion", "device")
+            if k.startswith("cluster_")
+            or k in ("pair_restarts", "aligned_restarts", "pair_fusion", "device")
         }
         return plain_settings({"n_clusters": n_clusters, **used})
     return {"n_clusters": n_clusters}
