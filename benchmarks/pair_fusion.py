@@ -35,14 +35,6 @@ from modalign.methods import OTM, OTMConfig
 from modalign.ot.clustering import graph_cluster, head_structure, joined_structure
 
 
-def _sparse(structure, restarts: int) -> torch.Tensor:
-    return graph_cluster(None, 10, dissimilarity=structure, restarts=restarts)
-
-
-def _dense(structure: torch.Tensor, restarts: int) -> torch.Tensor:
-    return dense_head(structure, 10, restarts)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--restarts", type=int, default=OTMConfig(n_clusters=10).pair_restarts)
@@ -55,8 +47,13 @@ def main() -> None:
     order = torch.cat([known.nonzero()[:, 0], (~known).nonzero()[:, 0]])
     affinities = [1 - head_structure(v[order], 10) for v in views]
     graph, _ = joined_structure(affinities, int(known.sum()))
-    heads = {"joined, head only": graph, "joined, dense": graph.dense()}
-    solvers = {"joined, head only": _sparse, "joined, dense": _dense}
+    dense = graph.dense()
+    heads = {
+        "joined, head only": lambda: graph_cluster(
+            None, 10, dissimilarity=graph, restarts=args.restarts
+        ),
+        "joined, dense": lambda: dense_head(dense, 10, args.restarts),
+    }
     times: dict[str, list[float]] = {name: [] for name in ("spread", "joined", *heads)}
     for _ in range(args.repeats):
         for fusion in ("spread", "joined"):
@@ -65,9 +62,9 @@ def main() -> None:
             OTM(cfg, random_state=0).assign_paired_clusters(views, known)
             times[fusion].append(time.perf_counter() - start)
         labels = []
-        for name, structure in heads.items():
+        for name, head in heads.items():
             start = time.perf_counter()
-            labels.append(solvers[name](structure, args.restarts))
+            labels.append(head())
             times[name].append(time.perf_counter() - start)
     medians = {name: statistics.median(t) for name, t in times.items()}
     print(f"{graph.shape[0]} nodes in the joined graph, {args.restarts} restarts")

@@ -37,7 +37,7 @@ from modalign.ot.clustering import graph_cluster, head_structure
 K = 10
 
 
-def normalised_association(
+def association_and_volume(
     links: np.ndarray, onehot: np.ndarray, degrees: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per cluster, ``assoc_c = sum_{i, j in c} W_ij`` and ``vol_c = sum_{i in c} d_i``."""
@@ -56,7 +56,7 @@ def ncut_refine(affinity: np.ndarray, labels: np.ndarray, k: int, sweeps: int = 
     onehot = np.zeros((n, k))
     onehot[np.arange(n), labels] = 1
     links = np.asarray(w @ onehot)  # (N, K): each row's affinity to each cluster
-    assoc, vol = normalised_association(links, onehot, degrees)
+    assoc, vol = association_and_volume(links, onehot, degrees)
     count = onehot.sum(0)
     for _ in range(sweeps):
         moved = False

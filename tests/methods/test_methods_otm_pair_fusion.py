@@ -178,8 +178,13 @@ def test_aligned_prediction_averages_the_views_graphs():
     codes = [z.double() for z in model.transform(views)]
     order = canonical_order(codes[0])
     mean = torch.stack([head_structure(z[order], 10) for z in codes]).mean(0)
-    # With the aligned head's own restarts (sixth round), not cluster_restarts.
+    # With the aligned head's own restarts (sixth round), not cluster_restarts: on this data
+    # the two find different labels, so a prediction that took cluster_restarts would fail.
     default = cfg.aligned_restarts
+    fewer = model.assign_clusters(None, dissimilarity=mean, restarts=cfg.cluster_restarts)
+    assert not np.array_equal(
+        fewer, model.assign_clusters(None, dissimilarity=mean, restarts=default)
+    )
     for restarts in (default, 1):
         model.config.aligned_restarts = restarts
         want = np.empty(150, dtype=np.int64)

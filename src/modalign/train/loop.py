@@ -29,7 +29,7 @@ import copy
 import csv
 import io
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from numbers import Real
 from pathlib import Path
 from typing import Any
@@ -169,7 +169,7 @@ def _tensorboard(checkpoint: Path, start: int) -> Any:
 
 
 def adam(
-    parameters: Sequence[nn.Parameter], lr: float, weight_decay: float, *, fused: bool
+    parameters: Iterable[nn.Parameter], lr: float, weight_decay: float, *, fused: bool
 ) -> torch.optim.Adam:
     """Adam over ``parameters``; with ``fused``, torch's fused kernel where every parameter
     lives on a device that has one (CPU or CUDA), else the default per-tensor loop.
