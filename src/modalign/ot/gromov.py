@@ -181,30 +181,36 @@ def _outer(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- exact solver
-def _line_search(cost, c1, c2, plan, direction, alpha, s_plan):
-    """Exact step ``argmin_{t in [0,1]} FGW(T + t D)``; FGW is quadratic along the segment."""
-    s_dir = sandwich(c1, direction, c2) if alpha < 1 else None
+def _line_search(cost, c1, c2, plan, direction, alpha, s_plan, f1, f2):
+    """Exact step ``argmin_{t in [0,1]} FGW(T + t D)``; FGW is quadratic along the segment.
+
+    ``s_plan = C1 T C2^T`` and ``f1 = (C1*C1) T 1``, ``f2 = (C2*C2) T^T 1`` are the plan's
+    own (the caller carries them). Returns the step and, all linear in the plan, the same
+    three terms of the direction (None when ``alpha = 1``).
+    """
+    s_dir = df1 = df2 = None
     lin = plan.new_zeros(())
     quad = plan.new_zeros(())
     if alpha > 0:
         lin = lin + alpha * inner(cost, direction)
     if alpha < 1:
         dp, dq = direction.sum(-1), direction.sum(-2)
-        p, q = plan.sum(-1), plan.sum(-2)
-        f1, f2 = squared_matvec(c1, p), squared_matvec(c2, q)
+        s_dir = sandwich(c1, direction, c2)
+        df1, df2 = squared_matvec(c1, dp), squared_matvec(c2, dq)
         lin = lin + (1 - alpha) * (
             2 * (f1 * dp).sum() + 2 * (f2 * dq).sum() - 4 * (s_plan * direction).sum()
         )
         # The marginal terms are quadratic too when a marginal may move (semi-relaxed GW).
-        quad = (1 - alpha) * (
-            (squared_matvec(c1, dp) * dp).sum()
-            + (squared_matvec(c2, dq) * dq).sum()
-            - 2 * (s_dir * direction).sum()
-        )
-    a, b = float(quad), float(lin)
-    if a > 0:  # convex along the segment: clipped vertex of the parabola
-        return min(1.0, max(0.0, -b / (2 * a))), s_dir
-    return (1.0 if a + b < 0 else 0.0), s_dir
+        quad = (1 - alpha) * ((df1 * dp).sum() + (df2 * dq).sum() - 2 * (s_dir * direction).sum())
+    return segment_minimum(float(quad), float(lin)), s_dir, df1, df2
+
+
+def segment_minimum(a: float, b: float) -> float:
+    """``argmin_{t in [0, 1]} a t^2 + b t``: the clipped vertex of the parabola when it is
+    convex, else the better end."""
+    if a > 0:
+        return min(1.0, max(0.0, -b / (2 * a)))
+    return 1.0 if a + b < 0 else 0.0
 
 
 def _conditional_gradient(
@@ -214,26 +220,46 @@ def _conditional_gradient(
 
     With ``relaxed`` only the row marginal is imposed (semi-relaxed GW): the linear step then
     sends each row's mass to its cheapest column.
+
+    One structure product ``C1 D C2^T`` per iteration: ``C1 T C2^T`` and the marginal terms
+    ``f1``, ``f2`` of :func:`linearized_cost` are linear in the plan, so they are carried
+    along each step from the direction's, and the objective, the gradient and the line
+    search all read them instead of recomputing them (``benchmarks/head_sparse.py`` times
+    it against the textbook loop, which recomputes each).
     """
     if plan is None:
         plan = _outer(p, q)
     cost_d = dense(cost) if (alpha > 0 and cost is not None) else None
-    s_plan = sandwich(c1, plan, c2) if alpha < 1 else None
-    value = float(fgw_objective(plan, cost_d, c1, c2, alpha))
+    gw = alpha < 1
+    s_plan = f1 = f2 = None
+    if gw:
+        s_plan = sandwich(c1, plan, c2)
+        f1, f2 = squared_matvec(c1, plan.sum(-1)), squared_matvec(c2, plan.sum(-2))
+
+    def objective(plan, s_plan, f1, f2):
+        value = alpha * inner(cost_d, plan) if alpha > 0 else plan.new_zeros(())
+        if gw:
+            quad = (f1 * plan.sum(-1)).sum() + (f2 * plan.sum(-2)).sum()
+            value = value + (1 - alpha) * (quad - 2 * (s_plan * plan).sum())
+        return float(value)
+
+    value = objective(plan, s_plan, f1, f2)
     history = [value]
     for _ in range(max_iter):
-        grad = linearized_cost(plan, cost_d, c1, c2, alpha)
+        grad = alpha * cost_d if alpha > 0 else None
+        if gw:
+            structure_part = (2 * (1 - alpha)) * (f1[:, None] + f2[None, :] - 2 * s_plan)
+            grad = structure_part if grad is None else grad + structure_part
         if relaxed:
-            g = dense(grad)
-            vertex = torch.zeros_like(g).scatter_(-1, g.argmin(-1, keepdim=True), p[:, None])
+            vertex = torch.zeros_like(grad).scatter_(-1, grad.argmin(-1, keepdim=True), p[:, None])
         else:
-            vertex = emd(p, q, dense(grad))
+            vertex = emd(p, q, grad)
         direction = vertex - plan
-        step, s_dir = _line_search(cost_d, c1, c2, plan, direction, alpha, s_plan)
+        step, s_dir, df1, df2 = _line_search(cost_d, c1, c2, plan, direction, alpha, s_plan, f1, f2)
         plan = plan + step * direction
-        if s_plan is not None:
-            s_plan = s_plan + step * s_dir
-        new_value = float(fgw_objective(plan, cost_d, c1, c2, alpha))
+        if gw:
+            s_plan, f1, f2 = s_plan + step * s_dir, f1 + step * df1, f2 + step * df2
+        new_value = objective(plan, s_plan, f1, f2)
         history.append(new_value)
         delta = abs(new_value - value)
         value = new_value
