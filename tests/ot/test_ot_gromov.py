@@ -382,11 +382,12 @@ def test_linearized_cost_is_the_gradient(ref, alpha):
 @pytest.mark.parametrize("kind", ["dense", "lowrank", "sparse"])
 @pytest.mark.parametrize("alpha", [0.0, 0.4])
 @pytest.mark.parametrize("relaxed", [False, True])
-def test_carried_terms_give_each_iterate_its_objective(fgw_problem, ref, kind, alpha, relaxed):
-    """The exact solver carries C1 T C2^T and the marginal terms along each step instead of
-    recomputing them: the objective it reports for every iterate must be that iterate's
-    quadruple sum, however many steps the carried terms went through. Starts away from the
-    marginals (an infeasible start) so that the marginal terms move too."""
+def test_shared_terms_give_each_iterate_its_objective(fgw_problem, ref, kind, alpha, relaxed):
+    """The exact solver computes a plan's terms once and shares them between the objective,
+    the next gradient and the line search, and carries C1 T C2^T along each step for the
+    line search: the objective it reports for every iterate must be that iterate's quadruple
+    sum, and the plan must descend. Starts away from the marginals (an infeasible start) so
+    that the marginal terms move too."""
     from modalign.ot import SparseGraph, graph_structure
     from modalign.ot.gromov import _conditional_gradient
 

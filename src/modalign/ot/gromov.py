@@ -57,26 +57,50 @@ def sandwich_inner(c1: Structure, t: torch.Tensor, c2: Structure) -> torch.Tenso
     return (sandwich(c1, t, c2) * t).sum((-1, -2))
 
 
+def plan_terms(
+    c1: Structure, plan: torch.Tensor, c2: Structure
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The plan's terms of the square loss: ``f1 = (C1*C1) T 1`` (..., n),
+    ``f2 = (C2*C2) T^T 1`` (..., m) and ``C1 T C2^T`` (..., n, m).
+
+    :func:`fgw_objective` and :func:`linearized_cost` take them (``terms=``) from a caller
+    that needs both at one plan, as the exact solver does, instead of computing them twice.
+    """
+    return (
+        squared_matvec(c1, plan.sum(-1)),
+        squared_matvec(c2, plan.sum(-2)),
+        sandwich(c1, plan, c2),
+    )
+
+
 def fgw_objective(
     plan: torch.Tensor,
     cost: Structure | None,
     c1: Structure | None,
     c2: Structure | None,
     alpha: float,
+    *,
+    terms: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """The FGW objective of ``plan`` (..., n, m), exactly as in the module docstring.
 
     The marginals are read off the plan itself, so the formula is the plain quadruple sum for
     any non-negative matrix. ``alpha = 1`` gives the linear OT cost, ``alpha = 0`` plain GW.
-    Differentiable in every argument.
+    Differentiable in every argument. ``terms``: the plan's :func:`plan_terms`, if at hand.
     """
     value = plan.new_zeros(plan.shape[:-2])
     if alpha > 0:
         value = value + alpha * inner(cost, plan)
     if alpha < 1:
         p, q = plan.sum(-1), plan.sum(-2)
-        quad = (squared_matvec(c1, p) * p).sum(-1) + (squared_matvec(c2, q) * q).sum(-1)
-        value = value + (1 - alpha) * (quad - 2 * sandwich_inner(c1, plan, c2))
+        if terms is None:
+            f1, f2 = squared_matvec(c1, p), squared_matvec(c2, q)
+            cross = sandwich_inner(c1, plan, c2)
+        else:
+            f1, f2, s = terms
+            cross = (s * plan).sum((-1, -2))
+        quad = (f1 * p).sum(-1) + (f2 * q).sum(-1)
+        value = value + (1 - alpha) * (quad - 2 * cross)
     return value
 
 
@@ -88,6 +112,7 @@ def linearized_cost(
     alpha: float,
     *,
     with_constants: bool = True,
+    terms: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> Structure:
     """Gradient of :func:`fgw_objective` in the plan.
 
@@ -96,6 +121,8 @@ def linearized_cost(
     With ``with_constants=False`` the row and column constants ``f1``, ``f2`` are left out:
     they do not change a transport problem with fixed marginals. When every input is factored
     the result is factored too (rank ``r_M + r_2 (+2)``), so no n x m matrix is formed here.
+    ``terms``: the plan's :func:`plan_terms`, if at hand (not read when both structures are
+    factored, whose product stays factored).
     """
     parts_l: list[torch.Tensor] = []
     parts_r: list[torch.Tensor] = []
@@ -109,8 +136,10 @@ def linearized_cost(
     if alpha < 1:
         w = 2 * (1 - alpha)
         if with_constants:
-            p, q = plan.sum(-1), plan.sum(-2)
-            f1, f2 = squared_matvec(c1, p), squared_matvec(c2, q)
+            if terms is None:
+                f1, f2 = squared_matvec(c1, plan.sum(-1)), squared_matvec(c2, plan.sum(-2))
+            else:
+                f1, f2 = terms[0], terms[1]
             one1, one2 = torch.ones_like(f1), torch.ones_like(f2)
             parts_l.append(torch.stack([w * f1, w * one1], -1))
             parts_r.append(torch.stack([one2, f2], -1))
@@ -119,7 +148,7 @@ def linearized_cost(
             parts_l.append(-2 * w * (c1.left @ core))
             parts_r.append(c2.left)
         else:
-            s = -2 * w * sandwich(c1, plan, c2)
+            s = -2 * w * (sandwich(c1, plan, c2) if terms is None else terms[2])
             dense_part = s if dense_part is None else dense_part + s
     low = None
     if parts_l:
@@ -181,28 +210,32 @@ def _outer(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- exact solver
-def _line_search(cost, c1, c2, plan, direction, alpha, s_plan, f1, f2):
+def _line_search(cost, c1, c2, plan, direction, alpha, s_plan, marginal_terms=None):
     """Exact step ``argmin_{t in [0,1]} FGW(T + t D)``; FGW is quadratic along the segment.
 
-    ``s_plan = C1 T C2^T`` and ``f1 = (C1*C1) T 1``, ``f2 = (C2*C2) T^T 1`` are the plan's
-    own (the caller carries them). Returns the step and, all linear in the plan, the same
-    three terms of the direction (None when ``alpha = 1``).
-    """
-    s_dir = df1 = df2 = None
+    ``s_plan = C1 T C2^T``; ``marginal_terms``: the plan's ``(f1, f2)`` of
+    :func:`plan_terms`, if at hand. Returns the step and ``C1 D C2^T``."""
+    s_dir = sandwich(c1, direction, c2) if alpha < 1 else None
     lin = plan.new_zeros(())
     quad = plan.new_zeros(())
     if alpha > 0:
         lin = lin + alpha * inner(cost, direction)
     if alpha < 1:
         dp, dq = direction.sum(-1), direction.sum(-2)
-        s_dir = sandwich(c1, direction, c2)
-        df1, df2 = squared_matvec(c1, dp), squared_matvec(c2, dq)
+        if marginal_terms is None:
+            f1, f2 = squared_matvec(c1, plan.sum(-1)), squared_matvec(c2, plan.sum(-2))
+        else:
+            f1, f2 = marginal_terms
         lin = lin + (1 - alpha) * (
             2 * (f1 * dp).sum() + 2 * (f2 * dq).sum() - 4 * (s_plan * direction).sum()
         )
         # The marginal terms are quadratic too when a marginal may move (semi-relaxed GW).
-        quad = (1 - alpha) * ((df1 * dp).sum() + (df2 * dq).sum() - 2 * (s_dir * direction).sum())
-    return segment_minimum(float(quad), float(lin)), s_dir, df1, df2
+        quad = (1 - alpha) * (
+            (squared_matvec(c1, dp) * dp).sum()
+            + (squared_matvec(c2, dq) * dq).sum()
+            - 2 * (s_dir * direction).sum()
+        )
+    return segment_minimum(float(quad), float(lin)), s_dir
 
 
 def segment_minimum(a: float, b: float) -> float:
@@ -221,45 +254,40 @@ def _conditional_gradient(
     With ``relaxed`` only the row marginal is imposed (semi-relaxed GW): the linear step then
     sends each row's mass to its cheapest column.
 
-    One structure product ``C1 D C2^T`` per iteration: ``C1 T C2^T`` and the marginal terms
-    ``f1``, ``f2`` of :func:`linearized_cost` are linear in the plan, so they are carried
-    along each step from the direction's, and the objective, the gradient and the line
-    search all read them instead of recomputing them (``benchmarks/head_sparse.py`` times
-    it against the textbook loop, which recomputes each).
+    The objective at a plan, the gradient at the same plan (the next iteration's) and the
+    line search from it share the plan's :func:`plan_terms`, computed once per plan: two
+    structure products per iteration (the plan's and the direction's) where computing each
+    where it is needed took three, with the same arithmetic, so the same iterates to the bit
+    (``benchmarks/head_cg.py`` times both). Both structures factored: their cheap factored
+    forms, as before.
     """
     if plan is None:
         plan = _outer(p, q)
     cost_d = dense(cost) if (alpha > 0 and cost is not None) else None
-    gw = alpha < 1
-    s_plan = f1 = f2 = None
-    if gw:
-        s_plan = sandwich(c1, plan, c2)
-        f1, f2 = squared_matvec(c1, plan.sum(-1)), squared_matvec(c2, plan.sum(-2))
-
-    def objective(plan, s_plan, f1, f2):
-        value = alpha * inner(cost_d, plan) if alpha > 0 else plan.new_zeros(())
-        if gw:
-            quad = (f1 * plan.sum(-1)).sum() + (f2 * plan.sum(-2)).sum()
-            value = value + (1 - alpha) * (quad - 2 * (s_plan * plan).sum())
-        return float(value)
-
-    value = objective(plan, s_plan, f1, f2)
+    share = alpha < 1 and not (isinstance(c1, LowRank) and isinstance(c2, LowRank))
+    terms = plan_terms(c1, plan, c2) if share else None
+    # C1 T C2^T for the line search, carried along each step (linear in the plan).
+    s_plan = None
+    if alpha < 1:
+        s_plan = terms[2] if share else sandwich(c1, plan, c2)
+    value = float(fgw_objective(plan, cost_d, c1, c2, alpha, terms=terms))
     history = [value]
     for _ in range(max_iter):
-        grad = alpha * cost_d if alpha > 0 else None
-        if gw:
-            structure_part = (2 * (1 - alpha)) * (f1[:, None] + f2[None, :] - 2 * s_plan)
-            grad = structure_part if grad is None else grad + structure_part
+        grad = linearized_cost(plan, cost_d, c1, c2, alpha, terms=terms)
         if relaxed:
-            vertex = torch.zeros_like(grad).scatter_(-1, grad.argmin(-1, keepdim=True), p[:, None])
+            g = dense(grad)
+            vertex = torch.zeros_like(g).scatter_(-1, g.argmin(-1, keepdim=True), p[:, None])
         else:
-            vertex = emd(p, q, grad)
+            vertex = emd(p, q, dense(grad))
         direction = vertex - plan
-        step, s_dir, df1, df2 = _line_search(cost_d, c1, c2, plan, direction, alpha, s_plan, f1, f2)
+        step, s_dir = _line_search(
+            cost_d, c1, c2, plan, direction, alpha, s_plan, None if terms is None else terms[:2]
+        )
         plan = plan + step * direction
-        if gw:
-            s_plan, f1, f2 = s_plan + step * s_dir, f1 + step * df1, f2 + step * df2
-        new_value = objective(plan, s_plan, f1, f2)
+        if s_plan is not None:
+            s_plan = s_plan + step * s_dir
+        terms = plan_terms(c1, plan, c2) if share else None
+        new_value = float(fgw_objective(plan, cost_d, c1, c2, alpha, terms=terms))
         history.append(new_value)
         delta = abs(new_value - value)
         value = new_value
@@ -583,6 +611,7 @@ def gromov_wasserstein2(C1, C2, p=None, q=None, **kwargs) -> torch.Tensor:
 __all__ = [
     "fgw_objective",
     "linearized_cost",
+    "plan_terms",
     "mirror_descent",
     "fused_gromov_wasserstein",
     "fused_gromov_wasserstein2",
