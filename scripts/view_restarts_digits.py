@@ -30,8 +30,8 @@ at most 2.2e-4 (0.2%); 24 on 7 (codes) and 4 (raw) of 10, by at most 7e-5. Unlik
 mean graph, each view's graph has many partitions within a fraction of a percent of each
 other, and 24 starts do not reach the objective of 64. Accuracy follows loosely: OTM +0.011
 (24) and +0.014 (64), the raw views -0.004. Kept at 6: 64 starts per view would add about
-four minutes to the digits unaligned table (over the 10-minute goal), for a gain inside the
-spread.
+15 s to each of the digits unaligned table's 55 per-view heads, some 7 minutes at two jobs
+(far past the 10-minute goal), for a gain inside the spread.
 """
 
 from __future__ import annotations
