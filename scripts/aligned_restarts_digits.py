@@ -54,6 +54,49 @@ def mean_graph(points: list[torch.Tensor], order: torch.Tensor, k: int) -> Spars
     return SparseGraph.from_dense(1 - mean)
 
 
+def restart_runs(
+    graph: SparseGraph,
+    k: int,
+    seed: int,
+    labels: np.ndarray,
+    name: str,
+    table: dict[str, list[float]],
+    label: str = "",
+) -> list[float]:
+    """The head's GW matching of ``graph`` to ``k`` clusters from each of :data:`RESTARTS`
+    starts (the starts of fewer are the first of more). Prints each run's objective and its
+    accuracy against ``labels`` (in the graph's row order, scoring only), appends the
+    accuracy to ``table`` under ``"{name}, {restarts} restarts"``; returns the objectives."""
+    start = spectral_embedding(graph, k)
+    objectives = []
+    for restarts in RESTARTS:
+        found, _, objective = gw_cluster(
+            structure=graph,
+            n_clusters=k,
+            embedding=start,
+            restarts=restarts,
+            sizes="balanced",
+            random_state=seed,
+        )
+        accuracy = clustering_scores(labels, found.numpy())["accuracy"]
+        table.setdefault(f"{name}, {restarts} restarts", []).append(accuracy)
+        objectives.append(objective)
+        print(
+            f"seed {seed} {label}{name:9s} {restarts:2d} restarts: objective {objective:.6f}, "
+            f"accuracy {accuracy:.3f}",
+            flush=True,
+        )
+    return objectives
+
+
+def print_table(table: dict[str, list[float]]) -> None:
+    """Each row's accuracies, then their mean ± std."""
+    for name, values in table.items():
+        v = np.array(values)
+        each = " ".join(f"{x:.3f}" for x in v)
+        print(f"{name:24s} {each}   {v.mean():.3f} ± {v.std(ddof=1):.3f}")
+
+
 def main(folder: Path, seeds: int = 5) -> None:
     torch.set_num_threads(1)
     raw = load_dataset("digits")
@@ -69,27 +112,8 @@ def main(folder: Path, seeds: int = 5) -> None:
         for name, points in (("OTM codes", codes), ("raw views", views)):
             order = canonical_order(points[0])  # as OTM.assign_paired_clusters orders rows
             graph = mean_graph(points, order, k)
-            start = spectral_embedding(graph, k)
-            for restarts in RESTARTS:
-                found, _, objective = gw_cluster(
-                    structure=graph,
-                    n_clusters=k,
-                    embedding=start,
-                    restarts=restarts,
-                    sizes="balanced",
-                    random_state=seed,
-                )
-                accuracy = clustering_scores(labels[order.numpy()], found.numpy())["accuracy"]
-                table.setdefault(f"{name}, {restarts} restarts", []).append(accuracy)
-                print(
-                    f"seed {seed} {name:9s} {restarts:2d} restarts: objective {objective:.6f}, "
-                    f"accuracy {accuracy:.3f}",
-                    flush=True,
-                )
-    for name, values in table.items():
-        v = np.array(values)
-        each = " ".join(f"{x:.3f}" for x in v)
-        print(f"{name:24s} {each}   {v.mean():.3f} ± {v.std(ddof=1):.3f}")
+            restart_runs(graph, k, seed, labels[order.numpy()], name, table)
+    print_table(table)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ Hungarian accuracy of OTM's prediction (graph fusion, 24 restarts), seed by seed
 
 Measured (2 December 2026, 100 epochs, tau 0.1, seeds 0 and 1):
 
-    weight 0     0.933 0.930   (the digits aligned table's OTM, docs/results.md)
+    weight 0     0.933 0.930   (OTM itself: the digits aligned table's, docs/results.md)
     weight 0.1   0.921 0.917
     weight 1     0.910 0.915
 
@@ -48,7 +48,7 @@ class ContrastOTM(OTM):
 
     def _pair_loss(self, codes: Sequence[torch.Tensor], n_known: int):
         if self.weight == 0 or n_known < 2:
-            return 0.0
+            return None
         units = [F.normalize(z[:n_known], dim=1) for z in codes]
         pairs = [(a, b) for a in range(len(units)) for b in range(a + 1, len(units))]
         return self.weight * sum(gmc_loss(units[a], [units[b]], self.tau) for a, b in pairs)

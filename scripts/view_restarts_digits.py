@@ -42,14 +42,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aligned_restarts_digits import RESTARTS, print_table, restart_runs
 from modalign.data import Preprocessor, load_dataset
-from modalign.eval import clustering_scores
 from modalign.methods import OTM, OTMConfig
 from modalign.methods.otm import canonical_order
 from modalign.ot import SparseGraph
-from modalign.ot.clustering import gw_cluster, head_structure, spectral_embedding
-
-RESTARTS = (6, 24, 64)
+from modalign.ot.clustering import head_structure
 
 
 def main(folder: Path, seeds: int = 5) -> None:
@@ -71,34 +69,15 @@ def main(folder: Path, seeds: int = 5) -> None:
             order = canonical_order(view)  # as OTM.predict orders a view's rows
             for name, points in (("OTM codes", codes[v]), ("raw view", view.double())):
                 graph = SparseGraph.from_dense(1 - head_structure(points[order], k))
-                start = spectral_embedding(graph, k)
-                objectives = []
-                for restarts in RESTARTS:
-                    found, _, objective = gw_cluster(
-                        structure=graph,
-                        n_clusters=k,
-                        embedding=start,
-                        restarts=restarts,
-                        sizes="balanced",
-                        random_state=seed,
-                    )
-                    accuracy = clustering_scores(labels[order.numpy()], found.numpy())["accuracy"]
-                    table.setdefault(f"{name}, {restarts} restarts", []).append(accuracy)
-                    objectives.append(objective)
-                    print(
-                        f"seed {seed} view {v} {name:9s} {restarts:2d} restarts: objective "
-                        f"{objective:.6f}, accuracy {accuracy:.3f}",
-                        flush=True,
-                    )
+                objectives = restart_runs(
+                    graph, k, seed, labels[order.numpy()], name, table, label=f"view {v} "
+                )
                 for restarts, objective in zip(RESTARTS[:-1], objectives[:-1]):
                     gaps.setdefault(f"{name}, {restarts} restarts", []).append(
                         objective - objectives[-1]
                     )
     print("\naccuracy per seed and view (seed-major), then mean ± std")
-    for name, values in table.items():
-        v = np.array(values)
-        each = " ".join(f"{x:.3f}" for x in v)
-        print(f"{name:24s} {each}   {v.mean():.3f} ± {v.std(ddof=1):.3f}")
+    print_table(table)
     print(f"\nobjective above that of {RESTARTS[-1]} restarts: runs above 1e-5, largest")
     for name, values in gaps.items():
         v = np.array(values)

@@ -454,9 +454,9 @@ class OTM(nn.Module):
                 for m, (ae, x, z) in enumerate(zip(self.autoencoders, batch, codes))
             ]
             summed = {key: sum(t[key] for t in terms) for key in LOSS_TERMS}
-            summed["loss"] = summed["loss"] + self._pair_loss(
-                codes, len(batch[0]) if aligned else n_known
-            )
+            extra = self._pair_loss(codes, len(batch[0]) if aligned else n_known)
+            if extra is not None:
+                summed["loss"] = summed["loss"] + extra
             # Before backward: a NaN never reaches the weights, and the error names the term
             # and modality (looked up only when the sum is not finite).
             check_finite_loss(
@@ -475,11 +475,12 @@ class OTM(nn.Module):
             add_loss_terms(totals, len(batches), summed)
         return totals
 
-    def _pair_loss(self, codes: Sequence[Tensor], n_known: int) -> Tensor | float:
+    def _pair_loss(self, codes: Sequence[Tensor], n_known: int) -> Tensor | None:
         """An extra loss on a batch's codes (each (B, d)), whose first ``n_known`` rows are
-        the same samples in every modality: none in OTM. (scripts/otm15_contrast_digits.py
-        tries a cross-view contrastive term on the known pairs here.)"""
-        return 0.0
+        the same samples in every modality: None in OTM, which adds nothing to its loss.
+        (scripts/otm15_contrast_digits.py tries a cross-view contrastive term on the known
+        pairs here.)"""
+        return None
 
     def _structure_references(self, batch: Sequence[Tensor], n_known: int) -> list[Tensor | None]:
         """Per modality, what its structure term keeps on this batch, whose first ``n_known``

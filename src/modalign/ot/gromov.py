@@ -210,11 +210,11 @@ def _outer(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- exact solver
-def _line_search(cost, c1, c2, plan, direction, alpha, s_plan, marginal_terms=None):
+def _line_search(cost, c1, c2, plan, direction, alpha, s_plan, terms=None):
     """Exact step ``argmin_{t in [0,1]} FGW(T + t D)``; FGW is quadratic along the segment.
 
-    ``s_plan = C1 T C2^T``; ``marginal_terms``: the plan's ``(f1, f2)`` of
-    :func:`plan_terms`, if at hand. Returns the step and ``C1 D C2^T``."""
+    ``s_plan = C1 T C2^T``; ``terms``: the plan's :func:`plan_terms`, if at hand (their
+    ``f1``, ``f2`` are read). Returns the step and ``C1 D C2^T``."""
     s_dir = sandwich(c1, direction, c2) if alpha < 1 else None
     lin = plan.new_zeros(())
     quad = plan.new_zeros(())
@@ -222,10 +222,10 @@ def _line_search(cost, c1, c2, plan, direction, alpha, s_plan, marginal_terms=No
         lin = lin + alpha * inner(cost, direction)
     if alpha < 1:
         dp, dq = direction.sum(-1), direction.sum(-2)
-        if marginal_terms is None:
+        if terms is None:
             f1, f2 = squared_matvec(c1, plan.sum(-1)), squared_matvec(c2, plan.sum(-2))
         else:
-            f1, f2 = marginal_terms
+            f1, f2 = terms[0], terms[1]
         lin = lin + (1 - alpha) * (
             2 * (f1 * dp).sum() + 2 * (f2 * dq).sum() - 4 * (s_plan * direction).sum()
         )
@@ -235,15 +235,10 @@ def _line_search(cost, c1, c2, plan, direction, alpha, s_plan, marginal_terms=No
             + (squared_matvec(c2, dq) * dq).sum()
             - 2 * (s_dir * direction).sum()
         )
-    return segment_minimum(float(quad), float(lin)), s_dir
-
-
-def segment_minimum(a: float, b: float) -> float:
-    """``argmin_{t in [0, 1]} a t^2 + b t``: the clipped vertex of the parabola when it is
-    convex, else the better end."""
-    if a > 0:
-        return min(1.0, max(0.0, -b / (2 * a)))
-    return 1.0 if a + b < 0 else 0.0
+    a, b = float(quad), float(lin)
+    if a > 0:  # convex along the segment: clipped vertex of the parabola
+        return min(1.0, max(0.0, -b / (2 * a))), s_dir
+    return (1.0 if a + b < 0 else 0.0), s_dir
 
 
 def _conditional_gradient(
@@ -280,9 +275,7 @@ def _conditional_gradient(
         else:
             vertex = emd(p, q, dense(grad))
         direction = vertex - plan
-        step, s_dir = _line_search(
-            cost_d, c1, c2, plan, direction, alpha, s_plan, None if terms is None else terms[:2]
-        )
+        step, s_dir = _line_search(cost_d, c1, c2, plan, direction, alpha, s_plan, terms)
         plan = plan + step * direction
         if s_plan is not None:
             s_plan = s_plan + step * s_dir
