@@ -4,7 +4,9 @@ The head forces K clusters of equal size (``cluster_sizes="balanced"``), which c
 data whose classes are unequal (0.682 on Prokaryotic, 0.704 on 3-Sources). This prototype
 refines the head's balanced partition by single-row moves, each taken only when it lowers the
 normalised cut ``sum_c cut(c, rest) / vol(c)`` of the head's own kNN graph (a label-free
-criterion that lets cluster sizes drift), until no move does. It runs on the development set
+criterion that lets cluster sizes drift), until no move does (:func:`modalign.ot.ncut.ncut_refine`
+since the eighth round, which adopted it inside a round of GW on the aligned head:
+``scripts/head_refine_digits.py``). It runs on the development set
 only: each digits view alone (balanced classes), and an imbalanced subsample of it (class c
 keeps a share 0.8^r(c) of its rows, r a seeded permutation), beside the head's balanced and
 estimated sizes. Labels score the runs and choose nothing.
@@ -28,63 +30,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.sparse import csr_matrix
 
 from modalign.data import Preprocessor, load_digits_views
 from modalign.eval import clustering_scores
+from modalign.ot import SparseGraph
 from modalign.ot.clustering import graph_cluster, head_structure
+from modalign.ot.ncut import ncut_refine
 
 K = 10
-
-
-def association_and_volume(
-    links: np.ndarray, onehot: np.ndarray, degrees: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per cluster, ``assoc_c = sum_{i, j in c} W_ij`` and ``vol_c = sum_{i in c} d_i``."""
-    return (onehot * links).sum(0), onehot.T @ degrees
-
-
-def ncut_refine(affinity: np.ndarray, labels: np.ndarray, k: int, sweeps: int = 50) -> np.ndarray:
-    """Labels (N,) after single-row moves that raise ``sum_c assoc_c / vol_c`` (so lower the
-    normalised cut ``k - sum_c assoc_c / vol_c``) on the symmetric affinity (N, N), from
-    ``labels``; no cluster is emptied."""
-    w = csr_matrix(affinity)
-    n = w.shape[0]
-    labels = labels.copy()
-    degrees = np.asarray(w.sum(1)).ravel()
-    self_loops = w.diagonal()
-    onehot = np.zeros((n, k))
-    onehot[np.arange(n), labels] = 1
-    links = np.asarray(w @ onehot)  # (N, K): each row's affinity to each cluster
-    assoc, vol = association_and_volume(links, onehot, degrees)
-    count = onehot.sum(0)
-    for _ in range(sweeps):
-        moved = False
-        for i in range(n):
-            a = labels[i]
-            if count[a] <= 1:
-                continue
-            leave = (assoc[a] - 2 * links[i, a] + self_loops[i]) / (vol[a] - degrees[i])
-            join = (assoc + 2 * links[i] + self_loops[i]) / (vol + degrees[i])
-            gain = join - assoc / vol + leave - assoc[a] / vol[a]
-            gain[a] = -np.inf
-            b = int(gain.argmax())
-            if gain[b] <= 1e-12:
-                continue
-            assoc[a] += self_loops[i] - 2 * links[i, a]
-            assoc[b] += self_loops[i] + 2 * links[i, b]
-            vol[a] -= degrees[i]
-            vol[b] += degrees[i]
-            count[a] -= 1
-            count[b] += 1
-            labels[i] = b
-            row = w.getrow(i)
-            links[row.indices, a] -= row.data
-            links[row.indices, b] += row.data
-            moved = True
-        if not moved:
-            break
-    return labels
 
 
 def imbalanced_rows(labels: np.ndarray, seed: int) -> np.ndarray:
@@ -116,7 +69,7 @@ def main() -> None:
                 estimated = graph_cluster(
                     None, K, dissimilarity=structure, random_state=seed, sizes="estimated"
                 )
-                refined = ncut_refine((1 - structure).numpy(), balanced.numpy(), K)
+                refined = ncut_refine(SparseGraph.from_dense(1 - structure), balanced, K).numpy()
                 scores = tuple(
                     clustering_scores(y, p)["accuracy"]
                     for p in (balanced.numpy(), estimated.numpy(), refined)

@@ -146,6 +146,7 @@ def test_pair_fusion_does_not_key_the_checkpoint(tmp_path, trained_partial):
     assert "pair_restarts" not in cfg.training_settings()
     assert "pair_fusion" not in cfg.training_settings()
     assert "aligned_restarts" not in cfg.training_settings()
+    assert "aligned_size_refinement" not in cfg.training_settings()
     ckpt = tmp_path / "run.pt"
     views = list(data.views)
     first = OTM(cfg, random_state=1).fit(
@@ -158,6 +159,7 @@ def test_pair_fusion_does_not_key_the_checkpoint(tmp_path, trained_partial):
             "pair_restarts": 3,
             "pair_fusion": "spread",
             "aligned_restarts": 2,
+            "aligned_size_refinement": False,
         }
     )
     again = OTM(other, random_state=1).fit(
@@ -185,12 +187,23 @@ def test_aligned_prediction_averages_the_views_graphs():
     assert not np.array_equal(
         fewer, model.assign_clusters(None, dissimilarity=mean, restarts=default)
     )
-    for restarts in (default, 1):
+    # The aligned head refines its sizes (eighth round); a prediction that ignored the switch
+    # would fail, the two differ here.
+    assert cfg.aligned_size_refinement
+    refined = model.assign_clusters(None, dissimilarity=mean, restarts=default, refine_sizes=True)
+    assert not np.array_equal(
+        refined, model.assign_clusters(None, dissimilarity=mean, restarts=default)
+    )
+    for restarts, refine in ((default, True), (default, False), (1, True)):
         model.config.aligned_restarts = restarts
+        model.config.aligned_size_refinement = refine
         want = np.empty(150, dtype=np.int64)
-        want[order.numpy()] = model.assign_clusters(None, dissimilarity=mean, restarts=restarts)
+        want[order.numpy()] = model.assign_clusters(
+            None, dissimilarity=mean, restarts=restarts, refine_sizes=refine
+        )
         assert np.array_equal(model.predict(views, aligned=True), want)
     model.config.aligned_restarts = default
+    model.config.aligned_size_refinement = True
     assert np.array_equal(labels, model.predict(views, aligned=True))
     model.config.fusion = "codes"
     try:

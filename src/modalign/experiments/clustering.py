@@ -152,18 +152,35 @@ def head_is_balanced(config: OTMConfig) -> bool:
 
 
 def balanced_cap_note(
-    labels: LabelVector, n_clusters: int, config: OTMConfig, methods: Iterable[str]
+    labels: LabelVector,
+    n_clusters: int,
+    config: OTMConfig,
+    methods: Iterable[str],
+    *,
+    all_rows_known: bool = False,
 ) -> str:
     """The line under a table whose methods cluster through a balanced head: the best accuracy
     reachable with equal cluster sizes (:func:`~modalign.eval.balanced_accuracy_cap`), or ""
-    when no method of the table uses such a head."""
+    when no method of the table uses such a head. ``all_rows_known``: some of the table's
+    runs cluster views whose rows are all known pairs (aligned, or a known-pairs share of 1),
+    whose mean graph the head may refine the sizes of (``config.aligned_size_refinement``)."""
     if not head_is_balanced(config) or not any(m in HEAD_METHODS for m in methods):
         return ""
     cap = balanced_accuracy_cap(labels, n_clusters)
+    where = "the learned methods and the graph-* baselines force"
+    refined = ""
+    if all_rows_known and config.aligned_size_refinement:
+        where = "the head forces"
+        refined = (
+            " wherever it clusters one view, the views side by side or a share of known pairs;"
+            " on the mean graph of views whose rows are all known pairs (the learned methods"
+            " with graph fusion, graph-fused) it lets the sizes follow the graph after matching"
+            " (aligned_size_refinement), and the cap does not bind"
+        )
     return (
-        f"Balanced head: the learned methods and the graph-* baselines force {n_clusters} "
-        f"clusters of equal size, so their Hungarian accuracy can reach at most {cap:.3f} on "
-        "this data (labels used for this report only, never for a choice)."
+        f"Balanced head: {where} {n_clusters} clusters of equal size, so Hungarian accuracy can "
+        f"reach at most {cap:.3f} on this data{refined} (labels used for this report only, "
+        "never for a choice)."
     )
 
 
@@ -214,8 +231,7 @@ def method_config(method: str, n_clusters: int, config: Mapping[str, Any] | None
         used = {
             k: v
             for k, v in head.items()
-            if k.startswith("cluster_")
-            or k in ("pair_restarts", "aligned_restarts", "pair_fusion", "device")
+            if k.startswith(("cluster_", "aligned_", "pair_")) or k == "device"
         }
         return plain_settings({"n_clusters": n_clusters, **used})
     return {"n_clusters": n_clusters}
@@ -391,7 +407,9 @@ def run_clustering(
         task["embed"] = i == plotted
     # The table's methods are known up front: the ones asked for and those already in the folder.
     in_table = {*methods, *(r["method"] for r in records)}
-    cap_note = balanced_cap_note(raw.labels, n_clusters, head, in_table)
+    cap_note = balanced_cap_note(
+        raw.labels, n_clusters, head, in_table, all_rows_known=aligned or rate == 0.0
+    )
     # Closed on the way out, error included: the error line then starts on a clean line
     # instead of after the bar's last state.
     try:
@@ -567,7 +585,13 @@ def run_known_pairs(
             header["wall_seconds"] = round(time.perf_counter() - started, 3)
         labels = load_dataset(dataset, data_dir=kwargs.get("data_dir")).labels
         k = int(labels.max()) + 1
-        note = balanced_cap_note(labels, k, head_config(k, kwargs.get("config")), methods)
+        note = balanced_cap_note(
+            labels,
+            k,
+            head_config(k, kwargs.get("config")),
+            methods,
+            all_rows_known=any(float(s) == 1.0 for s in shares),
+        )
         write_results(
             out,
             records,

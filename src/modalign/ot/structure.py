@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import torch
+from scipy.sparse import csr_matrix
 
 from modalign.ot._checks import ArrayLike, as_tensor, check_finite
 
@@ -114,6 +115,15 @@ class SparseGraph:
 
     def dense(self) -> torch.Tensor:
         return 1 - self.affinity.to_dense()
+
+    def to_scipy(self) -> csr_matrix:
+        """``W`` as a float64 scipy CSR (n, n) matrix on the CPU (for scipy's eigensolvers and
+        sequential row-by-row work)."""
+        w = self.affinity.detach().cpu()
+        return csr_matrix(
+            (w.values().double().numpy(), w.col_indices().numpy(), w.crow_indices().numpy()),
+            shape=tuple(w.shape),
+        )
 
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         """``(1 1^T - W) x`` for x (n, k) or (n,)."""
