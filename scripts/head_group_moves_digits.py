@@ -48,14 +48,16 @@ from scipy.sparse.linalg import eigsh
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from aligned_restarts_digits import mean_graph
-from head_ncut_digits import imbalanced_rows
-from modalign.data import Preprocessor, load_dataset
-from modalign.eval import clustering_scores
-from modalign.methods import OTM, OTMConfig
-from modalign.methods.otm import canonical_order
+from head_refine_digits import (
+    aligned_graphs,
+    digits,
+    head_matcher,
+    print_means,
+    refinement_round,
+    score,
+)
 from modalign.ot import SparseGraph
-from modalign.ot.clustering import gw_cluster, head_structure, partition_masses, spectral_embedding
+from modalign.ot.clustering import head_structure
 from modalign.ot.ncut import ncut_refine
 
 BLOBS = {
@@ -128,23 +130,11 @@ def group_descent(graph: SparseGraph, labels: torch.Tensor, k: int) -> torch.Ten
 
 
 def three_heads(graph: SparseGraph, k: int, restarts: int, seed: int) -> list[torch.Tensor]:
-    """Balanced GW, the adopted round, and the round with group moves."""
-    start = spectral_embedding(graph, k)
-
-    def match(masses=None) -> torch.Tensor:
-        return gw_cluster(
-            structure=graph,
-            n_clusters=k,
-            embedding=start,
-            restarts=restarts,
-            sizes="balanced",
-            random_state=seed,
-            masses=masses,
-        )[0]
-
+    """Balanced GW, the adopted round, and the round with group moves, from one balanced start."""
+    match = head_matcher(graph, k, restarts, seed)
     balanced = match()
-    adopted = ncut_refine(graph, match(partition_masses(ncut_refine(graph, balanced, k), k)), k)
-    grouped = group_descent(graph, match(partition_masses(group_descent(graph, balanced, k), k)), k)
+    adopted = refinement_round(match, graph, balanced, k)
+    grouped = refinement_round(match, graph, balanced, k, descent=group_descent)
     return [balanced, adopted, grouped]
 
 
@@ -158,28 +148,13 @@ def main(folder: Path, seeds: int = 5) -> None:
             heads = three_heads(graph, len(sizes), 6, seed)
             scores.append([adjusted_rand_score(y, h.numpy()) for h in heads])
         print(f"{name:34s} ARI " + " / ".join(f"{m:.2f}" for m in np.mean(scores, 0)), flush=True)
-    raw = load_dataset("digits")
-    ds = Preprocessor("auto").fit(raw).transform(raw)
-    views, labels = list(ds.views), ds.labels.numpy()
+    views, labels = digits()
     table: dict[str, list[list[float]]] = {}
     for seed in range(seeds):
-        model = OTM(OTMConfig(n_clusters=10), random_state=seed)
-        model.fit(views, checkpoint=next((folder / "checkpoints").glob(f"otm-aligned-{seed}-*.pt")))
-        codes = [z.double() for z in model.transform(views)]
-        subsets = (("all rows", np.arange(len(labels))), ("unequal", imbalanced_rows(labels, seed)))
-        for name, points in (("OTM codes", codes), ("raw views", views)):
-            for subset, rows in subsets:
-                chosen = [x[rows] for x in points]
-                order = canonical_order(chosen[0])
-                heads = three_heads(mean_graph(chosen, order, 10), 10, 24, seed)
-                truth = labels[rows][order.numpy()]
-                row = [clustering_scores(truth, h.numpy())["accuracy"] for h in heads]
-                table.setdefault(f"digits, {name}, {subset}", []).append(row)
-                print(f"seed {seed} {name}, {subset}: " + " / ".join(f"{a:.3f}" for a in row))
-    for name, rows in table.items():
-        r = np.array(rows)
-        cells = " / ".join(f"{m:.3f} ± {s:.3f}" for m, s in zip(r.mean(0), r.std(0, ddof=1)))
-        print(f"{name:34s} {cells}")
+        print(f"seed {seed}")
+        for name, graph, truth in aligned_graphs(folder, seed, views, labels):
+            score(table, f"digits, {name}", truth, three_heads(graph, 10, 24, seed))
+    print_means(table, "balanced / adopted round / group round")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ balanced.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -63,14 +64,15 @@ from modalign.ot.ncut import ncut_refine
 K = 10
 
 
-def refinement_rounds(graph: SparseGraph, restarts: int, seed: int, rounds: int) -> list:
-    """The head's partitions (N,) after 0, 1, ..., ``rounds`` rounds of size refinement."""
-    start = spectral_embedding(graph, K)
+def head_matcher(graph: SparseGraph, k: int, restarts: int, seed: int) -> Callable:
+    """``match(masses=None)``: the head's GW partition (N,) of ``graph`` into ``k`` clusters,
+    of equal masses or of the ``masses`` (k,) given, from the same starts each call."""
+    start = spectral_embedding(graph, k)
 
-    def match(masses=None) -> torch.Tensor:
+    def match(masses: torch.Tensor | None = None) -> torch.Tensor:
         found, _, _ = gw_cluster(
             structure=graph,
-            n_clusters=K,
+            n_clusters=k,
             embedding=start,
             restarts=restarts,
             sizes="balanced",
@@ -79,57 +81,99 @@ def refinement_rounds(graph: SparseGraph, restarts: int, seed: int, rounds: int)
         )
         return found
 
-    found = match()
-    partitions = [found]
+    return match
+
+
+def refinement_round(
+    match: Callable,
+    graph: SparseGraph,
+    found: torch.Tensor,
+    k: int,
+    descent: Callable = ncut_refine,
+) -> torch.Tensor:
+    """One round of size refinement from ``found``: the descent, GW with the sizes it
+    reached, the descent again (``graph_cluster(..., refine_sizes=True)``'s, by default)."""
+    return descent(graph, match(partition_masses(descent(graph, found, k), k)), k)
+
+
+def refinement_rounds(graph: SparseGraph, restarts: int, seed: int, rounds: int) -> list:
+    """The head's partitions (N,) after 0, 1, ..., ``rounds`` rounds of size refinement."""
+    match = head_matcher(graph, K, restarts, seed)
+    partitions = [match()]
     for _ in range(rounds):
-        found = ncut_refine(graph, match(partition_masses(ncut_refine(graph, found, K), K)), K)
-        partitions.append(found)
+        partitions.append(refinement_round(match, graph, partitions[-1], K))
     return partitions
 
 
+def aligned_graphs(folder: Path, seed: int, views: list, labels: np.ndarray) -> Iterator:
+    """``(name, graph, truth)`` of the aligned table's seed-``seed`` model: the mean graph of
+    OTM's codes and of the raw views, on all rows and on the subsample of unequal classes, rows
+    in content order, and the labels in that order (for scoring only)."""
+    model = OTM(OTMConfig(n_clusters=K), random_state=seed)
+    model.fit(views, checkpoint=next((folder / "checkpoints").glob(f"otm-aligned-{seed}-*.pt")))
+    codes = [z.double() for z in model.transform(views)]
+    for name, points in (("OTM codes", codes), ("raw views", views)):
+        for subset, rows in subsets(labels, seed):
+            chosen = [x[rows] for x in points]
+            order = canonical_order(chosen[0])
+            yield f"{name}, {subset}", mean_graph(chosen, order, K), labels[rows][order.numpy()]
+
+
+def subsets(labels: np.ndarray, seed: int) -> tuple:
+    """``(name, rows)``: all rows, and the subsample of unequal classes."""
+    return ("all rows", np.arange(len(labels))), ("unequal", imbalanced_rows(labels, seed))
+
+
 def score(table: dict, name: str, labels: np.ndarray, partitions: list) -> list[float]:
+    """Each partition's accuracy against ``labels``, printed and appended to ``table``."""
     accuracies = [clustering_scores(labels, p.numpy())["accuracy"] for p in partitions]
     table.setdefault(name, []).append(accuracies)
-    print(f"{name:34s} " + " ".join(f"{a:.3f}" for a in accuracies), flush=True)
+    print(f"{name:34s} " + " / ".join(f"{a:.3f}" for a in accuracies), flush=True)
     return accuracies
+
+
+def print_means(table: dict, header: str) -> None:
+    """Each row's mean ± std over seeds."""
+    print(f"\nmean ± std over seeds, {header}")
+    for name, rows in table.items():
+        r = np.array(rows)
+        cells = " / ".join(f"{m:.3f} ± {s:.3f}" for m, s in zip(r.mean(0), r.std(0, ddof=1)))
+        print(f"{name:34s} {cells}")
+
+
+def digits() -> tuple[list, np.ndarray]:
+    """The digits views, preprocessed as the tables do, and their labels."""
+    raw = load_dataset("digits")
+    ds = Preprocessor("auto").fit(raw).transform(raw)
+    return list(ds.views), ds.labels.numpy()
 
 
 def main(folder: Path, seeds: int = 5) -> None:
     torch.set_num_threads(1)
-    raw = load_dataset("digits")
-    ds = Preprocessor("auto").fit(raw).transform(raw)
-    views, labels = list(ds.views), ds.labels.numpy()
+    views, labels = digits()
     table: dict[str, list[list[float]]] = {}
     for seed in range(seeds):
         print(f"seed {seed}")
-        model = OTM(OTMConfig(n_clusters=K), random_state=seed)
-        model.fit(views, checkpoint=next((folder / "checkpoints").glob(f"otm-aligned-{seed}-*.pt")))
-        codes = [z.double() for z in model.transform(views)]
-        subsets = (("all rows", np.arange(len(labels))), ("unequal", imbalanced_rows(labels, seed)))
-        for name, points in (("OTM codes", codes), ("raw views", views)):
-            for subset, rows in subsets:
-                chosen = [x[rows] for x in points]
-                order = canonical_order(chosen[0])
-                graph = mean_graph(chosen, order, K)
-                partitions = refinement_rounds(graph, 24, seed, 2)
-                head = graph_cluster(
-                    None, K, dissimilarity=graph, restarts=24, random_state=seed, refine_sizes=True
-                )
-                if not torch.equal(head, partitions[1]):
-                    raise AssertionError("graph_cluster's refinement is not round 1")
-                score(table, f"aligned, {name}, {subset}", labels[rows][order.numpy()], partitions)
+        for name, graph, truth in aligned_graphs(folder, seed, views, labels):
+            partitions = refinement_rounds(graph, 24, seed, 2)
+            head = graph_cluster(
+                None, K, dissimilarity=graph, restarts=24, random_state=seed, refine_sizes=True
+            )
+            if not torch.equal(head, partitions[1]):
+                raise AssertionError("graph_cluster's refinement is not round 1")
+            score(table, f"aligned, {name}", truth, partitions)
         for v, view in enumerate(views):
+            subsets = (
+                ("all rows", np.arange(len(labels))),
+                ("unequal", imbalanced_rows(labels, seed)),
+            )
             for subset, rows in subsets:
                 x = view[rows].double()
                 order = canonical_order(x)
                 graph = SparseGraph.from_dense(1 - head_structure(x[order], K))
                 partitions = refinement_rounds(graph, 6, seed, 1)
                 score(table, f"view {v} alone, {subset}", labels[rows][order.numpy()], partitions)
-    print("\nmean ± std over seeds, rounds 0 / 1 / 2")
-    for name, rows in table.items():
-        r = np.array(rows)
-        cells = "   ".join(f"{m:.3f} ± {s:.3f}" for m, s in zip(r.mean(0), r.std(0, ddof=1)))
-        print(f"{name:34s} {cells}")
+    print_means(table, "rounds 0 / 1 / 2")
 
 
 if __name__ == "__main__":

@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.sparse import csr_matrix
 
 from modalign.ot.structure import SparseGraph
 
 
-def _onehot(labels: np.ndarray, n_clusters: int) -> np.ndarray:
+def _cluster_terms(
+    w: csr_matrix, labels: np.ndarray, n_clusters: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Of the partition ``labels`` (N,) of ``w`` (N, N): the degrees ``d`` (N,), each row's
+    affinity to each cluster ``links`` (N, K), and per cluster ``assoc`` and ``vol`` (K,)."""
     onehot = np.zeros((len(labels), n_clusters))
     onehot[np.arange(len(labels)), labels] = 1
-    return onehot
+    degrees = np.asarray(w.sum(1)).ravel()
+    links = np.asarray(w @ onehot)
+    return degrees, links, (onehot * links).sum(0), onehot.T @ degrees
 
 
 def _check_partition(graph: SparseGraph, labels: torch.Tensor, n_clusters: int) -> np.ndarray:
@@ -36,10 +43,7 @@ def normalised_cut(graph: SparseGraph, labels: torch.Tensor, n_clusters: int) ->
     """``K - sum_c assoc(c) / vol(c)`` of the partition ``labels`` (N,) of the graph's
     symmetric non-negative affinity ``W`` (N, N); an empty cluster contributes a full 1."""
     found = _check_partition(graph, labels, n_clusters)
-    w = graph.to_scipy()
-    onehot = _onehot(found, n_clusters)
-    assoc = (onehot * (w @ onehot)).sum(0)
-    vol = onehot.T @ np.asarray(w.sum(1)).ravel()
+    _, _, assoc, vol = _cluster_terms(graph.to_scipy(), found, n_clusters)
     return float(n_clusters - (assoc / np.maximum(vol, 1e-300)).sum())
 
 
@@ -58,13 +62,9 @@ def ncut_refine(
     """
     found = _check_partition(graph, labels, n_clusters)
     w = graph.to_scipy()
-    degrees = np.asarray(w.sum(1)).ravel()
     self_loops = w.diagonal()
-    onehot = _onehot(found, n_clusters)
-    links = np.asarray(w @ onehot)  # (N, K): each row's affinity to each cluster
-    assoc = (onehot * links).sum(0)
-    vol = onehot.T @ degrees
-    count = onehot.sum(0)
+    degrees, links, assoc, vol = _cluster_terms(w, found, n_clusters)
+    count = np.bincount(found, minlength=n_clusters).astype(float)
     for _ in range(max_sweeps):
         moved = False
         for i in range(len(found)):
